@@ -1,0 +1,415 @@
+//! `haltwire.toml`: the broker's configuration file, its defaults and its validation.
+//!
+//! Precedence is flags > environment > file > defaults; clap handles the first two and hands the
+//! survivors to [`Config::load`]. Every struct rejects unknown keys so a typo is an error with a
+//! `file:line:col`, not a silently ignored setting. This module only reads and checks settings;
+//! it does not open the store, read secret files or bind sockets.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Default listen address: loopback only, so a fresh install is not reachable from the network.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4258";
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./haltwire-data";
+/// Default request body cap (R1): 256 KiB, checked before any signature work.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// The name of the source every fresh install has (native format, generated HMAC secret).
+pub const GENERIC_SOURCE: &str = "generic";
+
+/// The whole `haltwire.toml`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP API listens on. Default `127.0.0.1:4258`.
+    pub listen: Option<SocketAddr>,
+    /// Directory for the sled store, the broker key and generated secrets.
+    /// Default `./haltwire-data`; a relative path is relative to the working directory.
+    pub data_dir: Option<PathBuf>,
+    /// Largest accepted ingest body in bytes; larger bodies get 413 before any crypto.
+    /// Default 262144 (256 KiB).
+    pub max_body_bytes: Option<usize>,
+    /// Storage settings.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Ingest queue settings.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// Configured senders, one `[[source]]` table each.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// `[store]`: retention and group commit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Events older than this many days are deleted by the retention sweep. Default 30.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// At most this many events are kept; the oldest go first. Default 1000000.
+    #[serde(default = "default_max_events")]
+    pub max_events: u64,
+    /// sled page cache in bytes. Default 67108864 (64 MiB).
+    #[serde(default = "default_cache_bytes")]
+    pub cache_bytes: u64,
+    /// Seconds between retention sweeps. Default 60.
+    #[serde(default = "default_sweep_interval_secs")]
+    pub sweep_interval_secs: u64,
+}
+
+fn default_retention_days() -> u32 {
+    30
+}
+fn default_max_events() -> u64 {
+    1_000_000
+}
+fn default_cache_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_sweep_interval_secs() -> u64 {
+    60
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            retention_days: default_retention_days(),
+            max_events: default_max_events(),
+            cache_bytes: default_cache_bytes(),
+            sweep_interval_secs: default_sweep_interval_secs(),
+        }
+    }
+}
+
+/// `[ingest]`: back-pressure limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Requests that may wait for the next group commit at once. Beyond it, ingest answers
+    /// 429 with `Retry-After` instead of letting the queue grow. Default 4096.
+    #[serde(default = "default_commit_queue")]
+    pub commit_queue: usize,
+}
+
+fn default_commit_queue() -> usize {
+    4096
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { commit_queue: default_commit_queue() }
+    }
+}
+
+/// How a source authenticates. There is deliberately no "none".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthScheme {
+    /// Standard Webhooks `v1`: HMAC-SHA256 with a `whsec_` secret.
+    StandardWebhooks,
+    /// Standard Webhooks `v1a`: Ed25519 with one or more `whpk_` public keys.
+    StandardWebhooksEd25519,
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// `Authorization: Basic …`.
+    Basic,
+    /// `Authorization: Bearer <JWT>` with a pinned algorithm, `iss`, `aud` and `exp` required.
+    Jwt,
+}
+
+/// One `[[source]]`: a named sender, the decoder for its payloads and its credentials.
+///
+/// The credential keys are flat (rather than nested per scheme) so the file reads like the
+/// vendor's own settings page; [`SourceConfig::validate`] checks that exactly the keys the
+/// chosen scheme needs are present.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// URL path segment: `POST /v1/ingest/{name}`. `[A-Za-z0-9_-]{1,64}`.
+    pub name: String,
+    /// Decoder for this source's payloads. Default `generic` (haltwire's native event JSON).
+    #[serde(default = "default_integration")]
+    pub integration: String,
+    /// Authentication scheme; required.
+    pub auth: Option<AuthScheme>,
+    /// `standard-webhooks`: the `whsec_…` secret (or `secret_file`). Several = rotation.
+    #[serde(default)]
+    pub secret: Option<Secrets>,
+    /// `standard-webhooks` and `jwt` (HS*): file holding the secret.
+    pub secret_file: Option<PathBuf>,
+    /// `standard-webhooks-ed25519`: trusted `whpk_…` keys; several = rotation.
+    #[serde(default)]
+    pub public_keys: Vec<String>,
+    /// `bearer`: the token (or `token_file`).
+    pub token: Option<String>,
+    /// `bearer`: file holding the token.
+    pub token_file: Option<PathBuf>,
+    /// `basic`: the user name.
+    pub username: Option<String>,
+    /// `basic`: the password (or `password_file`).
+    pub password: Option<String>,
+    /// `basic`: file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// `jwt`: the one accepted algorithm (`HS256`, `HS384`, `HS512`, `RS256`, `ES256`, `EdDSA`, …).
+    pub algorithm: Option<String>,
+    /// `jwt`: PEM public key for asymmetric algorithms.
+    pub public_key_file: Option<PathBuf>,
+    /// `jwt`: required `iss` value.
+    pub issuer: Option<String>,
+    /// `jwt`: required `aud` value.
+    pub audience: Option<String>,
+}
+
+/// A single secret or a list (rotation: the first signs, all verify).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Secrets {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Secrets {
+    /// The secrets as a list, in configured order.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Secrets::One(s) => vec![s.clone()],
+            Secrets::Many(v) => v.clone(),
+        }
+    }
+}
+
+fn default_integration() -> String {
+    GENERIC_SOURCE.to_string()
+}
+
+/// A configuration problem, located as precisely as the parser allows.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}:{line}:{col}: {message}")]
+    Syntax { path: String, line: usize, col: usize, message: String },
+    #[error("{path}: source {index} ({name:?}): {message}")]
+    Source { path: String, index: usize, name: String, message: String },
+}
+
+impl Config {
+    /// Reads and validates a config file. `path` is only used for messages and for resolving
+    /// relative `*_file` paths.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+        let mut config = Config::parse(&text, &shown)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_relative_files(base);
+        config.validate(&shown)?;
+        Ok(config)
+    }
+
+    /// Parses TOML text without touching the file system.
+    pub fn parse(text: &str, shown_path: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|err| {
+            let (line, col) = err
+                .span()
+                .map(|span| line_col(text, span.start))
+                .unwrap_or((1, 1));
+            ConfigError::Syntax {
+                path: shown_path.to_string(),
+                line,
+                col,
+                message: err.message().to_string(),
+            }
+        })
+    }
+
+    /// Checks what the type system cannot: source names, duplicates, per-scheme credentials.
+    pub fn validate(&self, shown_path: &str) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for (index, source) in self.sources.iter().enumerate() {
+            let fail = |message: String| ConfigError::Source {
+                path: shown_path.to_string(),
+                index,
+                name: source.name.clone(),
+                message,
+            };
+            source.validate().map_err(fail)?;
+            if !seen.insert(source.name.as_str()) {
+                return Err(fail("duplicate source name".to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve_relative_files(&mut self, base: &Path) {
+        for source in &mut self.sources {
+            for file in [
+                &mut source.secret_file,
+                &mut source.token_file,
+                &mut source.password_file,
+                &mut source.public_key_file,
+            ] {
+                if let Some(p) = file.as_mut() {
+                    if p.is_relative() {
+                        *p = base.join(&*p);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl SourceConfig {
+    /// Checks the name and that the chosen scheme has exactly the credentials it needs (R4).
+    pub fn validate(&self) -> Result<(), String> {
+        if !valid_source_name(&self.name) {
+            return Err("`name` must be 1-64 characters of A-Z a-z 0-9 _ -".into());
+        }
+        let Some(scheme) = self.auth else {
+            return Err("`auth` is required (standard-webhooks, standard-webhooks-ed25519, bearer, basic, jwt); there is no unauthenticated source".into());
+        };
+        let present: Vec<&str> = [
+            ("secret", self.secret.is_some()),
+            ("secret_file", self.secret_file.is_some()),
+            ("public_keys", !self.public_keys.is_empty()),
+            ("token", self.token.is_some()),
+            ("token_file", self.token_file.is_some()),
+            ("username", self.username.is_some()),
+            ("password", self.password.is_some()),
+            ("password_file", self.password_file.is_some()),
+            ("algorithm", self.algorithm.is_some()),
+            ("public_key_file", self.public_key_file.is_some()),
+            ("issuer", self.issuer.is_some()),
+            ("audience", self.audience.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect();
+        let (allowed, one_of, required): (&[&str], &[&str], &[&str]) = match scheme {
+            AuthScheme::StandardWebhooks => (&["secret", "secret_file"], &["secret", "secret_file"], &[]),
+            AuthScheme::StandardWebhooksEd25519 => (&["public_keys"], &["public_keys"], &[]),
+            AuthScheme::Bearer => (&["token", "token_file"], &["token", "token_file"], &[]),
+            AuthScheme::Basic => (
+                &["username", "password", "password_file"],
+                &["password", "password_file"],
+                &["username"],
+            ),
+            AuthScheme::Jwt => (
+                &["algorithm", "secret", "secret_file", "public_key_file", "issuer", "audience"],
+                &["secret", "secret_file", "public_key_file"],
+                &["algorithm", "issuer", "audience"],
+            ),
+        };
+        if let Some(extra) = present.iter().find(|k| !allowed.contains(k)) {
+            return Err(format!("`{extra}` is not used by auth = \"{}\"", scheme_name(scheme)));
+        }
+        for key in required {
+            if !present.contains(key) {
+                return Err(format!("auth = \"{}\" requires `{key}`", scheme_name(scheme)));
+            }
+        }
+        let given = one_of.iter().filter(|k| present.contains(k)).count();
+        if given != 1 {
+            return Err(format!(
+                "auth = \"{}\" needs exactly one of {}",
+                scheme_name(scheme),
+                one_of.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The scheme's spelling in `haltwire.toml`.
+pub fn scheme_name(scheme: AuthScheme) -> &'static str {
+    match scheme {
+        AuthScheme::StandardWebhooks => "standard-webhooks",
+        AuthScheme::StandardWebhooksEd25519 => "standard-webhooks-ed25519",
+        AuthScheme::Bearer => "bearer",
+        AuthScheme::Basic => "basic",
+        AuthScheme::Jwt => "jwt",
+    }
+}
+
+/// Source names become URL path segments and metric labels, so they are kept plain.
+pub fn valid_source_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_reported_with_line_and_column() {
+        let err = Config::parse("listen = \"127.0.0.1:1\"\nlisten_port = 3\n", "h.toml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("h.toml:2:1: "), "{text}");
+        assert!(text.contains("listen_port"), "{text}");
+    }
+
+    #[test]
+    fn source_without_auth_is_rejected() {
+        let cfg = Config::parse("[[source]]\nname = \"x\"\n", "h.toml").unwrap();
+        let err = cfg.validate("h.toml").unwrap_err().to_string();
+        assert!(err.contains("`auth` is required"), "{err}");
+    }
+
+    #[test]
+    fn credentials_of_another_scheme_are_rejected() {
+        let cfg = Config::parse(
+            "[[source]]\nname = \"x\"\nauth = \"bearer\"\ntoken = \"t\"\npublic_keys = [\"whpk_x\"]\n",
+            "h.toml",
+        )
+        .unwrap();
+        let err = cfg.validate("h.toml").unwrap_err().to_string();
+        assert!(err.contains("`public_keys` is not used"), "{err}");
+    }
+
+    #[test]
+    fn secret_and_secret_file_together_are_rejected() {
+        let cfg = Config::parse(
+            "[[source]]\nname = \"x\"\nauth = \"standard-webhooks\"\nsecret = \"whsec_a\"\nsecret_file = \"f\"\n",
+            "h.toml",
+        )
+        .unwrap();
+        assert!(cfg.validate("h.toml").unwrap_err().to_string().contains("exactly one of"));
+    }
+
+    #[test]
+    fn duplicate_source_names_are_rejected() {
+        let cfg = Config::parse(
+            "[[source]]\nname = \"x\"\nauth = \"bearer\"\ntoken = \"t\"\n[[source]]\nname = \"x\"\nauth = \"bearer\"\ntoken = \"u\"\n",
+            "h.toml",
+        )
+        .unwrap();
+        assert!(cfg.validate("h.toml").unwrap_err().to_string().contains("duplicate"));
+    }
+
+    #[test]
+    fn source_name_must_be_a_plain_path_segment() {
+        assert!(valid_source_name("edr-hmac_2"));
+        assert!(!valid_source_name("a/b"));
+        assert!(!valid_source_name(""));
+        assert!(!valid_source_name(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn defaults_apply_when_sections_are_absent() {
+        let cfg = Config::parse("", "h.toml").unwrap();
+        assert_eq!(cfg.store.retention_days, 30);
+        assert_eq!(cfg.ingest.commit_queue, 4096);
+        assert!(cfg.sources.is_empty());
+    }
+}

@@ -1,0 +1,17 @@
+//! haltwire: a security-signal broker for AI coding agents.
+//!
+//! Security tools post signed block events; haltwire authenticates them over the raw bytes,
+//! stores them durably, ties them to the agent session and tool call that caused them, and
+//! turns the SOC's retry policy into a signed, enforced "do not retry" directive.
+//!
+//! # Layout (the folder tree reads as the data flow; see ARCHITECTURE.md)
+//! - [`ingest`]: HTTP ingest routes and webhook authentication tiers.
+//! - [`decode`]: integration decoders that turn vendor payloads into [`event::EventBody`].
+//! - [`event`]: the normalized [`event::SecurityEvent`].
+//! - [`store`]: the durable event store (sled) and its group commit.
+//! - [`api`]: SOC read routes, health, metrics and the OpenAPI document.
+//! - [`directive`]: the broker's signing key; the only code that reads it.
+//! - [`config`]: `haltwire.toml`.
+
+pub mod config;
+pub mod event;
