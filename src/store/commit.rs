@@ -1,0 +1,197 @@
+//! Group commit: many ingest requests share one `Store::flush`, so throughput does not collapse
+//! to one fsync per request (DESIGN §5.2, §5.10).
+//!
+//! A request first reserves a place in a bounded queue ([`GroupCommit::reserve`]); a full queue
+//! is refused before anything is written, which is how back-pressure reaches the sender as a
+//! `429`. After writing, the request hands its slot to the committer ([`CommitSlot::durable`])
+//! and waits. The committer takes the first waiter, drains every waiter already queued, runs ONE
+//! flush on the blocking pool and wakes the whole batch; waiters that arrive during a flush join
+//! the next one. Every waiter was queued before its flush started, so everything it wrote before
+//! queueing is on disk when it wakes.
+//!
+//! Deliberately not here: writing events (the caller does that between reserve and durable),
+//! HTTP status mapping, and any timeout (the caller decides how long a request may wait).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{Store, StoreError};
+
+/// The reply a waiter gets: the batch's flush result, shared because one error answers many.
+type FlushResult = Result<(), Arc<StoreError>>;
+
+/// What a queued request leaves for the committer: where to send the flush result.
+type Waiter = oneshot::Sender<FlushResult>;
+
+/// Handle to the committer task. Cheap to clone: every clone feeds the same queue.
+#[derive(Clone)]
+pub struct GroupCommit {
+    /// The bounded queue; a reserved permit is a promise of room for one waiter.
+    queue: mpsc::Sender<Waiter>,
+    /// Tells the committer to stop taking new slots and finish (graceful shutdown). Shared so any
+    /// clone can trigger it; a watch so a late subscriber still sees it.
+    stop: Arc<watch::Sender<bool>>,
+    /// Becomes `true` after the committer's final flush; `shutdown` waits for it.
+    stopped: watch::Receiver<bool>,
+}
+
+/// A reserved place in the commit queue. Dropping it unused gives the place back.
+#[must_use = "a slot only confirms durability when `durable()` is awaited"]
+pub struct CommitSlot {
+    /// The queue capacity taken by `reserve`; sending on it cannot fail for lack of room.
+    permit: mpsc::OwnedPermit<Waiter>,
+}
+
+/// Why [`GroupCommit::reserve`] refused. Either way nothing has been written yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Overloaded {
+    /// Every place is taken; the caller should answer 429 with `Retry-After`.
+    #[error("commit queue is full")]
+    QueueFull,
+    /// Shutdown has begun and no new writes are accepted; the caller should answer 503.
+    #[error("store is shutting down")]
+    ShuttingDown,
+}
+
+impl GroupCommit {
+    /// Spawns the committer task on the current tokio runtime. `capacity` bounds the requests
+    /// holding or waiting in a slot (the batch being flushed has already left the queue, so up
+    /// to one more queue's worth can be mid-flush). A zero capacity is raised to one.
+    pub fn start(store: Arc<dyn Store>, capacity: usize) -> GroupCommit {
+        let (queue, waiters) = mpsc::channel(capacity.max(1));
+        let (stop, stop_rx) = watch::channel(false);
+        let (stopped_tx, stopped) = watch::channel(false);
+        tokio::spawn(run_committer(store, waiters, stop_rx, stopped_tx));
+        GroupCommit {
+            queue,
+            stop: Arc::new(stop),
+            stopped,
+        }
+    }
+
+    /// Takes a place in the queue BEFORE the caller writes, so a full queue is refused before
+    /// anything is stored. Every refusal is counted in `haltwire_queue_dropped_total`.
+    pub fn reserve(&self) -> Result<CommitSlot, Overloaded> {
+        match self.queue.clone().try_reserve_owned() {
+            Ok(permit) => {
+                set_depth(&self.queue);
+                Ok(CommitSlot { permit })
+            }
+            Err(err) => {
+                metrics::counter!("haltwire_queue_dropped_total", "queue" => "commit").increment(1);
+                Err(match err {
+                    mpsc::error::TrySendError::Full(_) => Overloaded::QueueFull,
+                    mpsc::error::TrySendError::Closed(_) => Overloaded::ShuttingDown,
+                })
+            }
+        }
+    }
+
+    /// Graceful shutdown: refuses new slots, waits until every slot already reserved has been
+    /// used or dropped and its batch flushed, then does a final flush. Waits for a slot held
+    /// by a stuck caller too; wrap in a timeout if that matters. Safe to call more than once.
+    pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        let mut stopped = self.stopped.clone();
+        // An error means the committer is gone already (e.g. the runtime dropped it): nothing
+        // is left to wait for.
+        let _ = stopped.wait_for(|done| *done).await;
+    }
+}
+
+impl CommitSlot {
+    /// Resolves once a flush that started after this call has completed, so everything the
+    /// caller wrote before calling is durable.
+    pub async fn durable(self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.permit.send(reply);
+        match answer.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(shared)) => Err(StoreError::FlushFailed(shared)),
+            Err(_) => Err(StoreError::CommitterStopped),
+        }
+    }
+}
+
+/// The committer loop: one batch per iteration until shutdown has drained the queue.
+async fn run_committer(
+    store: Arc<dyn Store>,
+    mut waiters: mpsc::Receiver<Waiter>,
+    mut stop: watch::Receiver<bool>,
+    stopped: watch::Sender<bool>,
+) {
+    let mut stopping = false;
+    loop {
+        let first = if stopping {
+            waiters.recv().await
+        } else {
+            tokio::select! {
+                first = waiters.recv() => first,
+                // Also taken when every handle is dropped (the watch closes): nobody can reserve
+                // again, so finishing is right either way.
+                _ = stop.wait_for(|stop| *stop) => {
+                    // close() refuses new reservations; recv() keeps returning what is queued
+                    // and only yields None once every outstanding permit is used or dropped.
+                    waiters.close();
+                    stopping = true;
+                    continue;
+                }
+            }
+        };
+        let Some(first) = first else { break };
+        let batch = drain(first, &mut waiters);
+        commit_batch(&store, batch).await;
+    }
+    if let Err(err) = flush_once(&store).await {
+        tracing::error!(%err, "final flush at shutdown failed");
+    }
+    stopped.send_replace(true);
+}
+
+/// The first waiter plus every waiter already queued behind it.
+fn drain(first: Waiter, waiters: &mut mpsc::Receiver<Waiter>) -> Vec<Waiter> {
+    let mut batch = vec![first];
+    while let Ok(waiter) = waiters.try_recv() {
+        batch.push(waiter);
+    }
+    metrics::gauge!("haltwire_queue_depth", "queue" => "commit")
+        .set((waiters.max_capacity() - waiters.capacity()) as f64);
+    batch
+}
+
+/// One flush for the whole batch, then every waiter gets the same answer.
+async fn commit_batch(store: &Arc<dyn Store>, batch: Vec<Waiter>) {
+    metrics::histogram!("haltwire_store_commit_batch_size").record(batch.len() as f64);
+    let result = flush_once(store).await;
+    if let Err(err) = &result {
+        tracing::error!(%err, batch = batch.len(), "group commit flush failed");
+    }
+    for waiter in batch {
+        // A closed receiver means the request gave up waiting; its write is durable anyway.
+        let _ = waiter.send(result.clone());
+    }
+}
+
+/// Runs `Store::flush` on the blocking pool (it fsyncs) and records how long it took.
+async fn flush_once(store: &Arc<dyn Store>) -> FlushResult {
+    let store = Arc::clone(store);
+    let joined = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let result = store.flush();
+        metrics::histogram!("haltwire_store_flush_seconds").record(started.elapsed().as_secs_f64());
+        result
+    })
+    .await;
+    match joined {
+        Ok(result) => result.map_err(Arc::new),
+        Err(err) => Err(Arc::new(StoreError::Task(err.to_string()))),
+    }
+}
+
+/// Reserved plus queued places, as seen from a sender.
+fn set_depth(queue: &mpsc::Sender<Waiter>) {
+    metrics::gauge!("haltwire_queue_depth", "queue" => "commit")
+        .set((queue.max_capacity() - queue.capacity()) as f64);
+}

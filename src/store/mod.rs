@@ -1,0 +1,174 @@
+//! The durable event store: the [`Store`] trait, its value types and the sled implementation.
+//!
+//! Ingest writes each authenticated, decoded event here exactly once ([`Store::put_once`] checks
+//! and records the sender's dedup key in the same transaction), then waits on a [`GroupCommit`]
+//! slot so that its `202` means "survives `kill -9`" (DESIGN §5.2, §5.3) without paying one fsync
+//! per request (§5.10). The SOC API reads events back in arrival order; a background
+//! [`run_retention`] loop keeps the store within its age and size limits.
+//!
+//! Deliberately not here: HTTP, authentication, decoding and policy. The store does not know
+//! what an event means or who sent it; it keeps bytes in order, once, and durably.
+//!
+//! Blocking: every method except [`Store::event_count`] may wait on disk I/O and on sled's global
+//! concurrency lock (sled 0.34 holds it for reading during a flush and for writing during a
+//! transaction), so async callers must run them on `spawn_blocking`.
+
+mod commit;
+mod retention;
+mod sled_store;
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::event::SecurityEvent;
+
+pub use commit::{CommitSlot, GroupCommit, Overloaded};
+pub use retention::run_retention;
+pub use sled_store::SledStore;
+
+/// The storage operations the rest of the broker relies on. A trait so that ingest and the SOC
+/// API can be tested against wrappers (counting flushes, injecting failures) without a disk.
+pub trait Store: Send + Sync + 'static {
+    /// Atomically (one sled transaction over the dedup and events trees): if `dedup.key` is
+    /// present and not expired → [`PutOutcome::Duplicate`] with the existing event id and nothing
+    /// is written; else the dedup entry (event id + `expires_at`) and the event are inserted.
+    ///
+    /// NOT durable until a flush: callers hold a [`CommitSlot`] reserved before this call and
+    /// await [`CommitSlot::durable`] after it.
+    fn put_once(
+        &self,
+        dedup: &DedupRecord,
+        event: &SecurityEvent,
+    ) -> Result<PutOutcome, StoreError>;
+
+    /// One event by id; `None` if it was never stored or was removed by retention.
+    fn event(&self, id: Uuid) -> Result<Option<SecurityEvent>, StoreError>;
+
+    /// Oldest first, strictly after `query.after` and at/after `query.since`; at most
+    /// `query.limit` events.
+    fn events(&self, query: &EventQuery) -> Result<Vec<SecurityEvent>, StoreError>;
+
+    /// Durability point: everything written before the call survives `kill -9` once it returns.
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// Deletes events older than `retention.max_age_secs`, then the oldest events beyond
+    /// `retention.max_events`, then dedup entries that expired at or before `now_unix`.
+    fn sweep(&self, now_unix: i64, retention: &Retention) -> Result<SweepReport, StoreError>;
+
+    /// Bytes the store occupies on disk (for the `haltwire_store_disk_bytes` gauge).
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
+
+    /// Number of stored events. Cheap: never touches the disk or sled's lock.
+    fn event_count(&self) -> u64;
+}
+
+/// A sender-scoped "have I seen this before" key, kept apart from the event so a replay is
+/// recognised even after the event itself has aged out (DESIGN §5.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupRecord {
+    /// What identifies a delivery: typically the source name plus the webhook id or a body hash.
+    /// Built by ingest; the store treats it as opaque bytes.
+    pub key: Vec<u8>,
+    /// Unix seconds after which a delivery with the same key counts as new again. Bounded so the
+    /// dedup tree cannot grow without limit.
+    pub expires_at: i64,
+}
+
+/// What [`Store::put_once`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The event was written under this id.
+    Stored(Uuid),
+    /// The dedup key was already live; this is the id of the event stored the first time.
+    /// That first write may not be flushed yet (a concurrent request), so the caller must still
+    /// await its commit slot before answering.
+    Duplicate(Uuid),
+}
+
+impl PutOutcome {
+    /// The event id the caller should report, whichever way it went.
+    pub fn id(self) -> Uuid {
+        match self {
+            PutOutcome::Stored(id) | PutOutcome::Duplicate(id) => id,
+        }
+    }
+}
+
+/// A page of events for the SOC API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Cursor: the id of the last event of the previous page. Exclusive.
+    pub after: Option<Uuid>,
+    /// Lower bound on arrival time as recorded in the UUIDv7 id (millisecond precision).
+    /// Inclusive. Arrival time rather than the tool's own timestamp because it is the key order,
+    /// so the bound costs one seek instead of a scan.
+    pub since: Option<OffsetDateTime>,
+    /// Page size; the API caps it, the store only honours it.
+    pub limit: usize,
+}
+
+/// How much history to keep. Built from `[store]` in `haltwire.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Events whose arrival time is more than this many seconds before `now` are deleted.
+    pub max_age_secs: i64,
+    /// At most this many events are kept; the oldest are deleted first.
+    pub max_events: u64,
+}
+
+impl Retention {
+    /// The retention described by the `[store]` section.
+    pub fn from_config(config: &crate::config::StoreConfig) -> Retention {
+        Retention {
+            max_age_secs: i64::from(config.retention_days) * 86_400,
+            max_events: config.max_events,
+        }
+    }
+}
+
+/// What one [`Store::sweep`] removed, for the log line and for tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Events removed by age or by count.
+    pub events_deleted: u64,
+    /// Expired dedup entries removed.
+    pub dedup_deleted: u64,
+}
+
+/// Everything that can go wrong in the store. Corrupt bytes on disk become [`StoreError::Corrupt`]
+/// rather than a panic, so one bad record fails one request, not the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported an I/O or internal error.
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    /// The event could not be serialized; nothing was written.
+    #[error("cannot encode event {id}: {source}")]
+    Encode {
+        id: Uuid,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A stored key or value does not have the shape this code writes.
+    #[error("corrupt {tree} entry {key}: {reason}")]
+    Corrupt {
+        tree: &'static str,
+        key: String,
+        reason: String,
+    },
+    /// An event with this id is already stored under a different dedup key. Ids are broker
+    /// generated UUIDv7s, so this is a bug upstream; overwriting would silently lose an event.
+    #[error("event id {0} already exists")]
+    IdCollision(Uuid),
+    /// The group flush this request waited on failed; shared by every request in the batch.
+    #[error("flush failed: {0}")]
+    FlushFailed(#[source] Arc<StoreError>),
+    /// A blocking store task did not complete (it panicked or the runtime is shutting down).
+    #[error("store task failed: {0}")]
+    Task(String),
+    /// The group committer is not running (shut down), so durability cannot be confirmed.
+    #[error("group commit has stopped")]
+    CommitterStopped,
+}

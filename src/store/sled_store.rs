@@ -1,0 +1,399 @@
+//! [`SledStore`]: the [`Store`] on sled 0.34.
+//!
+//! Three trees:
+//! - `events`: 16-byte UUIDv7 id (big-endian, so byte order = arrival order) → `SecurityEvent`
+//!   as serde_json. Time bounds become key bounds because a v7 id starts with its Unix ms.
+//! - `dedup`: sender dedup key → `[format 1][event id: 16][expires_at: i64 BE]`.
+//! - `meta`: `event_count` → u64 BE, updated in the same transactions that add or remove
+//!   events, so the count is exact after a crash and costs nothing to load on open.
+//!
+//! Deliberately not here: flushing policy (that is [`super::GroupCommit`]), when to sweep
+//! ([`super::run_retention`]), and anything about what an event means.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{IVec, Transactional};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{DedupRecord, EventQuery, PutOutcome, Retention, Store, StoreError, SweepReport};
+use crate::event::SecurityEvent;
+
+const EVENTS_TREE: &str = "events";
+const DEDUP_TREE: &str = "dedup";
+const META_TREE: &str = "meta";
+const EVENT_COUNT_KEY: &[u8] = b"event_count";
+
+/// First byte of every dedup value, so the layout can change later without guessing.
+const DEDUP_FORMAT: u8 = 1;
+const DEDUP_VALUE_LEN: usize = 1 + 16 + 8;
+
+/// Events removed per sweep transaction. Each transaction holds sled's global write lock, so a
+/// small batch keeps ingest from stalling behind a large retention backlog.
+const SWEEP_BATCH: usize = 256;
+
+/// Upper bound on the Vec preallocated for a page, so a huge `limit` cannot allocate up front.
+const PAGE_PREALLOC: usize = 1024;
+
+/// The largest Unix millisecond value a UUIDv7 can carry (48 bits).
+const MAX_V7_MILLIS: i64 = (1 << 48) - 1;
+
+/// The sled-backed event store. Cheap to share behind an `Arc`; sled handles its own locking.
+pub struct SledStore {
+    /// The database; flush and size are database-wide, not per tree.
+    db: sled::Db,
+    /// Events keyed by id bytes, in arrival order.
+    events: sled::Tree,
+    /// Dedup keys with the first event's id and an expiry; outlives the events it points to.
+    dedup: sled::Tree,
+    /// The persistent event count (see the module doc).
+    meta: sled::Tree,
+    /// In-memory mirror of the persistent count so `event_count()` never touches sled (it would
+    /// wait behind a flush). Signed: two commits' mirror updates can land out of order, so a
+    /// sweep's decrement may briefly precede the increment of the insert it follows; the reader
+    /// clamps at zero instead of seeing a wrapped u64.
+    count: AtomicI64,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir` with a `cache_bytes` page cache.
+    ///
+    /// HighThroughput mode and sled's default 500 ms background flush: durability for ingest
+    /// comes from explicit group-commit flushes, the background flush only bounds loss for
+    /// everything else.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let events = db.open_tree(EVENTS_TREE)?;
+        let dedup = db.open_tree(DEDUP_TREE)?;
+        let meta = db.open_tree(META_TREE)?;
+        let count = load_event_count(&events, &meta)?;
+        Ok(SledStore {
+            db,
+            events,
+            dedup,
+            meta,
+            count: AtomicI64::new(i64::try_from(count).unwrap_or(i64::MAX)),
+        })
+    }
+
+    /// Deletes up to `limit` of the oldest events with keys below `upper`; returns how many went.
+    fn delete_oldest(&self, upper: Bound<[u8; 16]>, limit: u64) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        let mut remaining = limit;
+        while remaining > 0 {
+            let take = usize::try_from(remaining)
+                .unwrap_or(usize::MAX)
+                .min(SWEEP_BATCH);
+            let keys = self
+                .events
+                .range::<[u8; 16], _>((Bound::Unbounded, upper))
+                .keys()
+                .take(take)
+                .collect::<Result<Vec<IVec>, _>>()?;
+            if keys.is_empty() {
+                break;
+            }
+            deleted += self.remove_events(&keys)?;
+            // Count keys seen, not keys removed: a concurrent sweep may have taken some, and
+            // the loop must still make progress.
+            remaining = remaining.saturating_sub(keys.len() as u64);
+        }
+        Ok(deleted)
+    }
+
+    /// Removes `keys` and lowers the persistent count in one transaction.
+    fn remove_events(&self, keys: &[IVec]) -> Result<u64, StoreError> {
+        let removed = (&self.events, &self.meta)
+            .transaction(|(events, meta)| {
+                let mut removed = 0u64;
+                for key in keys {
+                    if events.remove(key.clone())?.is_some() {
+                        removed += 1;
+                    }
+                }
+                let count = decode_count(meta.get(EVENT_COUNT_KEY)?.as_deref())
+                    .map_err(ConflictableTransactionError::Abort)?;
+                meta.insert(
+                    EVENT_COUNT_KEY,
+                    &count.saturating_sub(removed).to_be_bytes()[..],
+                )?;
+                Ok(removed)
+            })
+            .map_err(from_transaction)?;
+        self.count.fetch_sub(
+            i64::try_from(removed).unwrap_or(i64::MAX),
+            Ordering::Relaxed,
+        );
+        Ok(removed)
+    }
+
+    /// Deletes dedup entries that expired at or before `now_unix`.
+    ///
+    /// A full scan of the dedup tree: entries are ordered by key, not expiry. That is one pass
+    /// per sweep interval over entries that live no longer than their TTL; an expiry index
+    /// would cost a third tree in every ingest transaction.
+    fn delete_expired_dedup(&self, now_unix: i64) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        for item in self.dedup.iter() {
+            let (key, value) = item?;
+            match decode_dedup(&key, &value) {
+                Ok(entry) if entry.expires_at <= now_unix => {
+                    // Compare-and-swap, not remove: `put_once` may have replaced this expired
+                    // entry with a live one since we read it, and erasing that would let a
+                    // replay through.
+                    let swapped = self
+                        .dedup
+                        .compare_and_swap(&key, Some(&value), None::<&[u8]>)?;
+                    if swapped.is_ok() {
+                        deleted += 1;
+                    }
+                }
+                Ok(_) => {}
+                // Kept, not deleted: deleting would forget the key, and failing the sweep would
+                // stop retention for good. `put_once` on that key reports the corruption.
+                Err(err) => tracing::warn!(%err, "retention skipped a corrupt dedup entry"),
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+impl Store for SledStore {
+    fn put_once(
+        &self,
+        dedup: &DedupRecord,
+        event: &SecurityEvent,
+    ) -> Result<PutOutcome, StoreError> {
+        // Encoded outside the closure: sled may run it more than once.
+        let value = IVec::from(
+            serde_json::to_vec(event).map_err(|source| StoreError::Encode {
+                id: event.id,
+                source,
+            })?,
+        );
+        let key = event_key(event.id);
+        let dedup_value = encode_dedup(event.id, dedup.expires_at);
+        let now = unix_now();
+        let outcome = (&self.dedup, &self.events, &self.meta)
+            .transaction(|(dedup_tx, events_tx, meta_tx)| {
+                if let Some(existing) = dedup_tx.get(&dedup.key)? {
+                    let entry = decode_dedup(&dedup.key, &existing)
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    if entry.expires_at > now {
+                        return Ok(PutOutcome::Duplicate(entry.id));
+                    }
+                }
+                if events_tx.get(key)?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(
+                        StoreError::IdCollision(event.id),
+                    ));
+                }
+                let count = decode_count(meta_tx.get(EVENT_COUNT_KEY)?.as_deref())
+                    .map_err(ConflictableTransactionError::Abort)?;
+                dedup_tx.insert(dedup.key.as_slice(), &dedup_value[..])?;
+                events_tx.insert(&key[..], value.clone())?;
+                meta_tx.insert(EVENT_COUNT_KEY, &count.saturating_add(1).to_be_bytes()[..])?;
+                Ok(PutOutcome::Stored(event.id))
+            })
+            .map_err(from_transaction)?;
+        if let PutOutcome::Stored(_) = outcome {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(outcome)
+    }
+
+    fn event(&self, id: Uuid) -> Result<Option<SecurityEvent>, StoreError> {
+        let key = event_key(id);
+        match self.events.get(key)? {
+            Some(value) => decode_event(&key, &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn events(&self, query: &EventQuery) -> Result<Vec<SecurityEvent>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut page = Vec::with_capacity(query.limit.min(PAGE_PREALLOC));
+        for item in self.events.range(lower_bound(query)..) {
+            let (key, value) = item?;
+            page.push(decode_event(&key, &value)?);
+            if page.len() >= query.limit {
+                break;
+            }
+        }
+        Ok(page)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn sweep(&self, now_unix: i64, retention: &Retention) -> Result<SweepReport, StoreError> {
+        let cutoff_ms = now_unix
+            .saturating_sub(retention.max_age_secs)
+            .saturating_mul(1000);
+        let by_age = self.delete_oldest(Bound::Excluded(millis_key(cutoff_ms)), u64::MAX)?;
+        let excess = self.event_count().saturating_sub(retention.max_events);
+        let by_count = self.delete_oldest(Bound::Unbounded, excess)?;
+        let dedup_deleted = self.delete_expired_dedup(now_unix)?;
+        Ok(SweepReport {
+            events_deleted: by_age + by_count,
+            dedup_deleted,
+        })
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    fn event_count(&self) -> u64 {
+        u64::try_from(self.count.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+}
+
+/// Reads the persistent count. Every store this code creates gets the counter on first open,
+/// so the fallback count is a one-time cost for a store written before the counter existed
+/// (or with the `meta` tree lost); an empty store counts instantly.
+fn load_event_count(events: &sled::Tree, meta: &sled::Tree) -> Result<u64, StoreError> {
+    if let Some(value) = meta.get(EVENT_COUNT_KEY)? {
+        return decode_count(Some(&value));
+    }
+    let count = events.len() as u64;
+    meta.insert(EVENT_COUNT_KEY, &count.to_be_bytes()[..])?;
+    Ok(count)
+}
+
+/// The first key a query may return: just after the `after` cursor, or the first key of the
+/// `since` millisecond, whichever is later.
+fn lower_bound(query: &EventQuery) -> [u8; 16] {
+    let since = query.since.map_or([0; 16], |t| millis_key(unix_millis(t)));
+    match query.after {
+        Some(after) => since.max(key_after(event_key(after))),
+        None => since,
+    }
+}
+
+/// The smallest key strictly greater than `key` (same length), so the range can start there.
+fn key_after(mut key: [u8; 16]) -> [u8; 16] {
+    for byte in key.iter_mut().rev() {
+        if *byte == u8::MAX {
+            *byte = 0;
+        } else {
+            *byte += 1;
+            return key;
+        }
+    }
+    [u8::MAX; 16] // `key` was all 0xFF: nothing can follow it; no v7 id looks like this
+}
+
+/// The lowest possible v7 key in Unix millisecond `ms` (clamped to the 48-bit range).
+fn millis_key(ms: i64) -> [u8; 16] {
+    let ms = ms.clamp(0, MAX_V7_MILLIS).to_be_bytes();
+    let mut key = [0; 16];
+    key[..6].copy_from_slice(&ms[2..]);
+    key
+}
+
+fn unix_millis(t: OffsetDateTime) -> i64 {
+    let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
+    i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn unix_now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// `Uuid::as_bytes` is the RFC 9562 byte order, i.e. big-endian: the timestamp comes first.
+fn event_key(id: Uuid) -> [u8; 16] {
+    *id.as_bytes()
+}
+
+fn decode_event(key: &[u8], value: &[u8]) -> Result<SecurityEvent, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        tree: EVENTS_TREE,
+        key: show_key(key),
+        reason,
+    };
+    let id = Uuid::from_slice(key).map_err(|err| corrupt(format!("key is not an id: {err}")))?;
+    let event: SecurityEvent = serde_json::from_slice(value)
+        .map_err(|err| corrupt(format!("value is not an event: {err}")))?;
+    if event.id != id {
+        return Err(corrupt(format!("value carries id {}", event.id)));
+    }
+    Ok(event)
+}
+
+/// A decoded dedup value.
+struct DedupEntry {
+    /// The event stored the first time the key was seen.
+    id: Uuid,
+    /// Unix seconds; the entry is live while `now < expires_at`.
+    expires_at: i64,
+}
+
+fn encode_dedup(id: Uuid, expires_at: i64) -> [u8; DEDUP_VALUE_LEN] {
+    let mut value = [0; DEDUP_VALUE_LEN];
+    value[0] = DEDUP_FORMAT;
+    value[1..17].copy_from_slice(id.as_bytes());
+    value[17..].copy_from_slice(&expires_at.to_be_bytes());
+    value
+}
+
+fn decode_dedup(key: &[u8], value: &[u8]) -> Result<DedupEntry, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        tree: DEDUP_TREE,
+        key: show_key(key),
+        reason,
+    };
+    let (format, rest) = value
+        .split_first()
+        .ok_or_else(|| corrupt("empty value".into()))?;
+    if *format != DEDUP_FORMAT || value.len() != DEDUP_VALUE_LEN {
+        return Err(corrupt(format!("format {format}, {} bytes", value.len())));
+    }
+    let (id, expires_at) = rest.split_at(16);
+    let id = Uuid::from_slice(id).map_err(|err| corrupt(err.to_string()))?;
+    let expires_at: [u8; 8] = expires_at
+        .try_into()
+        .map_err(|_| corrupt("bad expiry".into()))?;
+    Ok(DedupEntry {
+        id,
+        expires_at: i64::from_be_bytes(expires_at),
+    })
+}
+
+/// `None` only before the counter was first written; open always writes it.
+fn decode_count(value: Option<&[u8]>) -> Result<u64, StoreError> {
+    let Some(value) = value else { return Ok(0) };
+    let bytes: [u8; 8] = value.try_into().map_err(|_| StoreError::Corrupt {
+        tree: META_TREE,
+        key: show_key(EVENT_COUNT_KEY),
+        reason: format!("{} bytes, want 8", value.len()),
+    })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// Hex of (at most the first 32 bytes of) a key, for error messages.
+fn show_key(key: &[u8]) -> String {
+    let mut shown: String = key.iter().take(32).map(|b| format!("{b:02x}")).collect();
+    if key.len() > 32 {
+        shown.push('…');
+    }
+    shown
+}
+
+fn from_transaction(err: TransactionError<StoreError>) -> StoreError {
+    match err {
+        TransactionError::Abort(err) => err,
+        TransactionError::Storage(err) => StoreError::Sled(err),
+    }
+}
