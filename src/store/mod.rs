@@ -16,6 +16,8 @@
 mod commit;
 mod retention;
 mod sled_store;
+#[cfg(test)]
+mod testing;
 
 use std::sync::Arc;
 

@@ -397,3 +397,332 @@ fn from_transaction(err: TransactionError<StoreError>) -> StoreError {
         TransactionError::Storage(err) => StoreError::Sled(err),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier};
+
+    use super::*;
+    use crate::store::testing::{dedup, event_at, open};
+
+    const DAY: i64 = 86_400;
+
+    fn far_future() -> i64 {
+        unix_now() + DAY
+    }
+
+    fn all(store: &SledStore) -> Vec<Uuid> {
+        let query = EventQuery {
+            limit: usize::MAX,
+            ..EventQuery::default()
+        };
+        store
+            .events(&query)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect()
+    }
+
+    #[test]
+    fn event_and_dedup_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = event_at(1_000);
+        {
+            let store = open(dir.path());
+            let stored = store.put_once(&dedup("k", far_future()), &first).unwrap();
+            assert_eq!(stored, PutOutcome::Stored(first.id));
+            store.flush().unwrap();
+        }
+        let store = open(dir.path());
+        let back = store
+            .event(first.id)
+            .unwrap()
+            .expect("event present after reopen");
+        assert_eq!(back.id, first.id);
+        assert_eq!(back.raw.get(), first.raw.get());
+        assert_eq!(back.body, first.body);
+        assert_eq!(store.event_count(), 1);
+        let again = store
+            .put_once(&dedup("k", far_future()), &event_at(2_000))
+            .unwrap();
+        assert_eq!(again, PutOutcome::Duplicate(first.id));
+    }
+
+    #[test]
+    fn duplicate_returns_first_id_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let (first, second) = (event_at(1_000), event_at(2_000));
+        let expires = far_future();
+        store.put_once(&dedup("k", expires), &first).unwrap();
+        let outcome = store.put_once(&dedup("k", expires + 100), &second).unwrap();
+        assert_eq!(outcome, PutOutcome::Duplicate(first.id));
+        assert!(store.event(second.id).unwrap().is_none());
+        assert_eq!(all(&store), vec![first.id]);
+        assert_eq!(store.event_count(), 1);
+        // The entry keeps its first expiry: a replay must not extend its own dedup window.
+        let entry = store.dedup.get("k").unwrap().unwrap();
+        assert_eq!(&entry[..], &encode_dedup(first.id, expires)[..]);
+    }
+
+    #[test]
+    fn expired_dedup_entry_allows_a_new_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let (old, new, replay) = (event_at(1_000), event_at(2_000), event_at(3_000));
+        store.put_once(&dedup("k", unix_now() - 1), &old).unwrap();
+        assert_eq!(
+            store.put_once(&dedup("k", far_future()), &new).unwrap(),
+            PutOutcome::Stored(new.id)
+        );
+        assert_eq!(
+            store.put_once(&dedup("k", far_future()), &replay).unwrap(),
+            PutOutcome::Duplicate(new.id)
+        );
+        assert_eq!(store.event_count(), 2);
+    }
+
+    #[test]
+    fn concurrent_put_once_of_one_key_stores_exactly_once() {
+        const THREADS: usize = 8;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open(dir.path()));
+        let start = Arc::new(Barrier::new(THREADS));
+        let outcomes: Vec<PutOutcome> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|i| {
+                    let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+                    scope.spawn(move || {
+                        let event = event_at(1_000 + i as u64);
+                        start.wait();
+                        store
+                            .put_once(&dedup("same", far_future()), &event)
+                            .unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let stored: Vec<Uuid> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                PutOutcome::Stored(id) => Some(*id),
+                PutOutcome::Duplicate(_) => None,
+            })
+            .collect();
+        assert_eq!(stored.len(), 1, "{outcomes:?}");
+        assert!(outcomes.iter().all(|o| o.id() == stored[0]), "{outcomes:?}");
+        assert_eq!(store.event_count(), 1);
+        assert_eq!(all(&store), stored);
+    }
+
+    #[test]
+    fn events_are_oldest_first_with_cursor_since_and_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let events: Vec<SecurityEvent> = (1..=5).map(|s| event_at(s * 1_000)).collect();
+        // Inserted out of order: the key, not insertion order, decides.
+        for i in [3, 0, 4, 1, 2] {
+            store
+                .put_once(&dedup(&i.to_string(), far_future()), &events[i])
+                .unwrap();
+        }
+        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        let page = |after: Option<usize>, since_ms: Option<i64>, limit: usize| -> Vec<Uuid> {
+            let query = EventQuery {
+                after: after.map(|i| ids[i]),
+                since: since_ms.map(|ms| {
+                    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
+                }),
+                limit,
+            };
+            store
+                .events(&query)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect()
+        };
+        assert_eq!(page(None, None, 10), ids);
+        assert_eq!(page(None, None, 2), ids[..2]);
+        assert_eq!(page(Some(1), None, 2), ids[2..4]);
+        assert_eq!(page(Some(4), None, 10), Vec::<Uuid>::new());
+        assert_eq!(page(None, Some(3_000), 10), ids[2..]);
+        assert_eq!(page(None, Some(2_500), 10), ids[2..]);
+        assert_eq!(page(Some(3), Some(2_500), 10), ids[4..]);
+        assert_eq!(page(Some(0), Some(4_000), 10), ids[3..]);
+        assert_eq!(page(None, Some(-5_000), 10), ids);
+        assert_eq!(page(None, None, 0), Vec::<Uuid>::new());
+    }
+
+    #[test]
+    fn sweep_by_age_deletes_the_oldest_and_keeps_the_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 100 * DAY;
+        let ages = [50, 31, 29, 1];
+        let ids: Vec<Uuid> = {
+            let store = open(dir.path());
+            let ids = ages
+                .iter()
+                .map(|days| {
+                    let event = event_at(((now - days * DAY) * 1000) as u64);
+                    store
+                        .put_once(&dedup(&days.to_string(), far_future()), &event)
+                        .unwrap()
+                        .id()
+                })
+                .collect();
+            let retention = Retention {
+                max_age_secs: 30 * DAY,
+                max_events: 100,
+            };
+            let report = store.sweep(now, &retention).unwrap();
+            assert_eq!(
+                report,
+                SweepReport {
+                    events_deleted: 2,
+                    dedup_deleted: 0
+                }
+            );
+            assert_eq!(store.event_count(), 2);
+            assert_eq!(
+                store.sweep(now, &retention).unwrap(),
+                SweepReport::default()
+            );
+            ids
+        };
+        let store = open(dir.path());
+        assert_eq!(store.event_count(), 2, "the count is persistent");
+        assert_eq!(all(&store), ids[2..]);
+    }
+
+    #[test]
+    fn sweep_by_count_deletes_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let ids: Vec<Uuid> = (1..=5)
+            .map(|s| {
+                store
+                    .put_once(&dedup(&s.to_string(), far_future()), &event_at(s * 1_000))
+                    .unwrap()
+                    .id()
+            })
+            .collect();
+        let retention = Retention {
+            max_age_secs: i64::MAX,
+            max_events: 2,
+        };
+        let report = store.sweep(10, &retention).unwrap();
+        assert_eq!(report.events_deleted, 3);
+        assert_eq!(store.event_count(), 2);
+        assert_eq!(all(&store), ids[3..]);
+    }
+
+    #[test]
+    fn sweep_deletes_only_expired_dedup_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let now = unix_now();
+        store
+            .put_once(&dedup("expired", now - 10), &event_at(1_000))
+            .unwrap();
+        let live = store
+            .put_once(&dedup("live", now + 3_600), &event_at(2_000))
+            .unwrap()
+            .id();
+        let retention = Retention {
+            max_age_secs: i64::MAX,
+            max_events: u64::MAX,
+        };
+        let report = store.sweep(now, &retention).unwrap();
+        assert_eq!(
+            report,
+            SweepReport {
+                events_deleted: 0,
+                dedup_deleted: 1
+            }
+        );
+        assert!(store.dedup.get("expired").unwrap().is_none());
+        let replay = store
+            .put_once(&dedup("live", now + 3_600), &event_at(3_000))
+            .unwrap();
+        assert_eq!(replay, PutOutcome::Duplicate(live));
+    }
+
+    #[test]
+    fn corrupt_values_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let garbage = event_at(1_000).id;
+        store
+            .events
+            .insert(garbage.as_bytes(), &b"not json"[..])
+            .unwrap();
+        let wrong_id = event_at(2_000);
+        let other = serde_json::to_vec(&event_at(3_000)).unwrap();
+        store.events.insert(wrong_id.id.as_bytes(), other).unwrap();
+
+        assert!(matches!(
+            store.event(garbage),
+            Err(StoreError::Corrupt { tree: "events", .. })
+        ));
+        assert!(matches!(
+            store.event(wrong_id.id),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            store.events(&EventQuery {
+                limit: 10,
+                ..EventQuery::default()
+            }),
+            Err(StoreError::Corrupt { .. })
+        ));
+
+        store.dedup.insert("bad", &b"\x01short"[..]).unwrap();
+        let fresh = event_at(4_000);
+        let put = store.put_once(&dedup("bad", far_future()), &fresh);
+        assert!(
+            matches!(put, Err(StoreError::Corrupt { tree: "dedup", .. })),
+            "{put:?}"
+        );
+        assert!(
+            store.events.get(fresh.id.as_bytes()).unwrap().is_none(),
+            "nothing written"
+        );
+        // Retention skips it rather than failing or forgetting the key.
+        let retention = Retention {
+            max_age_secs: i64::MAX,
+            max_events: u64::MAX,
+        };
+        assert_eq!(
+            store.sweep(unix_now(), &retention).unwrap().dedup_deleted,
+            0
+        );
+        assert!(store.dedup.get("bad").unwrap().is_some());
+    }
+
+    #[test]
+    fn reused_event_id_is_refused_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let event = event_at(1_000);
+        store.put_once(&dedup("a", far_future()), &event).unwrap();
+        let again = store.put_once(&dedup("b", far_future()), &event);
+        assert!(matches!(again, Err(StoreError::IdCollision(id)) if id == event.id));
+        assert!(
+            store.dedup.get("b").unwrap().is_none(),
+            "the transaction rolled back"
+        );
+        assert_eq!(store.event_count(), 1);
+    }
+
+    #[test]
+    fn key_after_carries() {
+        let mut key = [0; 16];
+        key[15] = 0xFF;
+        key[14] = 0x01;
+        let next = key_after(key);
+        assert_eq!(next[14..], [0x02, 0x00]);
+    }
+}
