@@ -195,3 +195,213 @@ fn set_depth(queue: &mpsc::Sender<Waiter>) {
     metrics::gauge!("haltwire_queue_depth", "queue" => "commit")
         .set((queue.max_capacity() - queue.capacity()) as f64);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::task::Poll;
+
+    use super::*;
+    use crate::store::testing::{dedup, event_at, Probe};
+    use crate::store::PutOutcome;
+
+    /// Polls once: proves a future is still waiting (and, for `durable`, that its waiter is now
+    /// in the queue) without sleeping.
+    async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
+        std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *fut).poll(cx))).await
+    }
+
+    #[tokio::test]
+    async fn many_waiters_share_one_flush() {
+        const N: usize = 64;
+        let dir = tempfile::tempdir().unwrap();
+        let mut probe = Probe::new(dir.path(), true);
+        let commit = GroupCommit::start(probe.store.clone(), N + 1);
+
+        let first = tokio::spawn(commit.reserve().unwrap().durable());
+        assert_eq!(probe.flush_started.recv().await, Some(1));
+        // Flush 1 is held; these all queue behind it.
+        let mut rest = Vec::new();
+        for _ in 0..N {
+            let mut durable = Box::pin(commit.reserve().unwrap().durable());
+            assert!(poll_once(&mut durable).await.is_pending());
+            rest.push(tokio::spawn(durable));
+        }
+        drop(probe.tickets.take()); // let every flush through
+        first.await.unwrap().unwrap();
+        for waiter in rest {
+            waiter.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            probe.flushes(),
+            2,
+            "{} waiters, one flush each batch",
+            N + 1
+        );
+    }
+
+    #[tokio::test]
+    async fn slot_queued_during_a_flush_waits_for_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut probe = Probe::new(dir.path(), true);
+        let tickets = probe.tickets.take().unwrap();
+        let commit = GroupCommit::start(probe.store.clone(), 8);
+
+        let early = tokio::spawn(commit.reserve().unwrap().durable());
+        assert_eq!(probe.flush_started.recv().await, Some(1));
+        let mut late = Box::pin(commit.reserve().unwrap().durable());
+        assert!(poll_once(&mut late).await.is_pending());
+
+        tickets.send(()).unwrap(); // flush 1 completes
+        early.await.unwrap().unwrap();
+        assert_eq!(probe.flush_started.recv().await, Some(2));
+        assert!(
+            poll_once(&mut late).await.is_pending(),
+            "flush 1 must not answer a late waiter"
+        );
+
+        tickets.send(()).unwrap(); // flush 2 completes
+        late.await.unwrap();
+        assert_eq!(probe.flushes(), 2);
+    }
+
+    #[tokio::test]
+    async fn full_queue_is_refused_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = Probe::new(dir.path(), false);
+        let commit = GroupCommit::start(probe.store.clone(), 2);
+        let held = (commit.reserve().unwrap(), commit.reserve().unwrap());
+
+        let recorder = DropRecorder::default();
+        let refused = metrics::with_local_recorder(&recorder, || commit.reserve());
+        assert_eq!(refused.err(), Some(Overloaded::QueueFull));
+        assert_eq!(recorder.dropped.load(Ordering::SeqCst), 1);
+
+        drop(held.0); // an unused slot gives its place back
+        let again = commit.reserve().unwrap();
+        again.durable().await.unwrap();
+        held.1.durable().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn flush_failure_reaches_every_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut probe = Probe::new(dir.path(), true);
+        probe.store.fail_flush.store(true, Ordering::SeqCst);
+        let commit = GroupCommit::start(probe.store.clone(), 8);
+
+        let first = tokio::spawn(commit.reserve().unwrap().durable());
+        assert_eq!(probe.flush_started.recv().await, Some(1));
+        let mut second = Box::pin(commit.reserve().unwrap().durable());
+        assert!(poll_once(&mut second).await.is_pending());
+        drop(probe.tickets.take());
+
+        assert!(matches!(
+            first.await.unwrap(),
+            Err(StoreError::FlushFailed(_))
+        ));
+        assert!(matches!(second.await, Err(StoreError::FlushFailed(_))));
+    }
+
+    #[tokio::test]
+    async fn shutdown_satisfies_reserved_slots_then_flushes_and_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = Probe::new(dir.path(), false);
+        let commit = GroupCommit::start(probe.store.clone(), 8);
+        let slot = commit.reserve().unwrap();
+
+        let (durable, ()) = tokio::join!(slot.durable(), commit.shutdown());
+        durable.unwrap();
+        assert_eq!(probe.flushes(), 2, "the slot's batch, then the final flush");
+        assert_eq!(commit.reserve().err(), Some(Overloaded::ShuttingDown));
+        commit.shutdown().await; // idempotent
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_ingest_through_group_commit() {
+        const N: u64 = 100;
+        let dir = tempfile::tempdir().unwrap();
+        let probe = Probe::new(dir.path(), false);
+        let store: Arc<dyn Store> = probe.store.clone();
+        let commit = GroupCommit::start(store.clone(), N as usize);
+        let tasks: Vec<_> = (0..N)
+            .map(|i| {
+                let (store, commit) = (store.clone(), commit.clone());
+                tokio::spawn(async move {
+                    // The ingest pattern: reserve, write on the blocking pool, then wait.
+                    let slot = commit.reserve().unwrap();
+                    let outcome = tokio::task::spawn_blocking(move || {
+                        store.put_once(&dedup(&i.to_string(), i64::MAX), &event_at(1_000 + i))
+                    })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                    slot.durable().await.unwrap();
+                    outcome
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert!(matches!(task.await.unwrap(), PutOutcome::Stored(_)));
+        }
+        assert_eq!(store.event_count(), N);
+        assert!(probe.flushes() as u64 <= N, "{} flushes", probe.flushes());
+        commit.shutdown().await;
+    }
+
+    /// Counts `haltwire_queue_dropped_total{queue="commit"}`; every other metric is a no-op.
+    #[derive(Default)]
+    struct DropRecorder {
+        dropped: Arc<AtomicU64>,
+    }
+
+    impl metrics::Recorder for DropRecorder {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            let commit_queue = key
+                .labels()
+                .any(|l| l.key() == "queue" && l.value() == "commit");
+            if key.name() == "haltwire_queue_dropped_total" && commit_queue {
+                metrics::Counter::from_arc(Arc::clone(&self.dropped))
+            } else {
+                metrics::Counter::noop()
+            }
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+}
