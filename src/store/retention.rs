@@ -72,3 +72,49 @@ fn publish(events: u64, disk_bytes: Result<u64, StoreError>, report: SweepReport
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{dedup, event_at, Probe};
+
+    #[tokio::test]
+    async fn sweeps_at_start_and_stops_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut probe = Probe::new(dir.path(), false);
+        let now_ms = OffsetDateTime::now_utc().unix_timestamp() as u64 * 1000;
+        let keep = event_at(now_ms);
+        probe
+            .store
+            .put_once(&dedup("old", i64::MAX), &event_at(now_ms - 10_000_000))
+            .unwrap();
+        probe
+            .store
+            .put_once(&dedup("new", i64::MAX), &keep)
+            .unwrap();
+
+        let (stop, shutdown) = watch::channel(false);
+        let retention = Retention {
+            max_age_secs: 3_600,
+            max_events: 100,
+        };
+        // A zero interval must not panic (tokio rejects it); it is raised to MIN_INTERVAL.
+        let task = tokio::spawn(run_retention(
+            probe.store.clone(),
+            retention,
+            Duration::ZERO,
+            shutdown,
+        ));
+
+        let report = probe.swept.recv().await.unwrap();
+        assert_eq!(report.events_deleted, 1);
+        assert_eq!(probe.store.event_count(), 1);
+        assert!(probe.store.event(keep.id).unwrap().is_some());
+
+        stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
