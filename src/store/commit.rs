@@ -59,6 +59,9 @@ impl GroupCommit {
     /// Spawns the committer task on the current tokio runtime. `capacity` bounds the requests
     /// holding or waiting in a slot (the batch being flushed has already left the queue, so up
     /// to one more queue's worth can be mid-flush). A zero capacity is raised to one.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, like `tokio::spawn`: a wiring bug, not a runtime condition.
     pub fn start(store: Arc<dyn Store>, capacity: usize) -> GroupCommit {
         let (queue, waiters) = mpsc::channel(capacity.max(1));
         let (stop, stop_rx) = watch::channel(false);
