@@ -15,3 +15,4 @@
 
 pub mod config;
 pub mod event;
+pub mod ingest;
