@@ -38,6 +38,23 @@ pub(crate) fn secrets(source: &SourceConfig) -> Result<Vec<Zeroizing<String>>, A
     Ok(values)
 }
 
+/// An inline value or the contents of its `*_file`; exactly one must be set.
+pub(crate) fn one_of(
+    source: &SourceConfig,
+    (inline_key, file_key): (&'static str, &'static str),
+    inline: Option<&str>,
+    file: Option<&Path>,
+) -> Result<Zeroizing<String>, AuthConfigError> {
+    match (inline, file) {
+        (Some(value), None) => Ok(Zeroizing::new(value.to_string())),
+        (None, Some(path)) => read_file(&source.name, file_key, path),
+        _ => Err(AuthConfigError::Invalid {
+            name: source.name.clone(),
+            message: format!("needs exactly one of `{inline_key}`, `{file_key}`"),
+        }),
+    }
+}
+
 /// Reads a credential file as UTF-8 and trims trailing newlines (editors and `echo` add them;
 /// they are never part of a secret). Empty, oversized and non-UTF-8 files are errors.
 pub(crate) fn read_file(

@@ -11,11 +11,14 @@
 //! logging: nothing here can leak a secret into a log because nothing here logs.
 
 mod credentials;
+mod shared_secret;
 pub mod standard_webhooks;
 
 use crate::config::{scheme_name, AuthScheme, SourceConfig};
 use crate::event::Trust;
 use axum::http::{HeaderMap, HeaderValue};
+use sha2::{Digest as _, Sha256};
+use shared_secret::ExpectedAuthorization;
 use standard_webhooks::{HmacSecret, KeyError, TrustedKeys};
 use std::path::PathBuf;
 
@@ -39,6 +42,8 @@ pub struct SourceVerifier {
 enum Method {
     /// Standard Webhooks `v1` or `v1a`: per-message signature plus timestamp.
     Signed(TrustedKeys),
+    /// Bearer or Basic: one fixed `Authorization` value, compared as a digest.
+    Static(ExpectedAuthorization),
 }
 
 // The ingest handler shares verifiers across tasks; fail the build, not the deploy, if a
@@ -64,10 +69,12 @@ impl SourceVerifier {
             AuthScheme::StandardWebhooksEd25519 => {
                 Method::Signed(TrustedKeys::Ed25519(load_public_keys(source)?))
             }
-            AuthScheme::Bearer | AuthScheme::Basic | AuthScheme::Jwt => {
+            AuthScheme::Bearer => Method::Static(load_bearer(source)?),
+            AuthScheme::Basic => Method::Static(load_basic(source)?),
+            AuthScheme::Jwt => {
                 return Err(AuthConfigError::Invalid {
                     name: name.to_string(),
-                    message: format!("auth = \"{}\" is not implemented yet", scheme_name(scheme)),
+                    message: "auth = \"jwt\" is not implemented yet".to_string(),
                 })
             }
         };
@@ -84,6 +91,10 @@ impl SourceVerifier {
                 let message = standard_webhooks::verify(keys, headers, body, now_unix)?;
                 DedupId::MessageId { id: message.id, timestamp: message.timestamp }
             }
+            Method::Static(expected) => {
+                expected.verify(headers)?;
+                DedupId::body_hash(body)
+            }
         };
         Ok(Verified { trust: self.trust(), dedup })
     }
@@ -93,6 +104,7 @@ impl SourceVerifier {
     pub fn trust(&self) -> Trust {
         match self.method {
             Method::Signed(_) => Trust::Signed,
+            Method::Static(_) => Trust::SharedSecret,
         }
     }
 }
@@ -101,6 +113,7 @@ impl std::fmt::Debug for SourceVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let keys = match &self.method {
             Method::Signed(keys) => keys.len(),
+            Method::Static(_) => 1,
         };
         f.debug_struct("SourceVerifier")
             .field("name", &self.name)
@@ -129,6 +142,10 @@ pub enum DedupId {
 }
 
 impl DedupId {
+    fn body_hash(body: &[u8]) -> DedupId {
+        DedupId::BodyHash(Sha256::digest(body).into())
+    }
+
     /// When the store may forget this entry, given that it is first seen at `now_unix`.
     ///
     /// A message id must outlive the whole window in which its timestamp is acceptable
@@ -183,6 +200,10 @@ pub enum AuthFailure {
     NoSupportedSignature,
     #[error("no signature verifies with a trusted key")]
     NoValidSignature,
+    #[error("wrong Authorization scheme")]
+    WrongScheme,
+    #[error("credentials do not match")]
+    BadCredentials,
 }
 
 impl AuthFailure {
@@ -197,6 +218,8 @@ impl AuthFailure {
             AuthFailure::TooManySignatures => "too_many_signatures",
             AuthFailure::NoSupportedSignature => "no_supported_signature",
             AuthFailure::NoValidSignature => "no_valid_signature",
+            AuthFailure::WrongScheme => "wrong_scheme",
+            AuthFailure::BadCredentials => "bad_credentials",
         }
     }
 }
@@ -287,6 +310,35 @@ fn load_public_keys(source: &SourceConfig) -> Result<Vec<ed25519_dalek::Verifyin
         .collect()
 }
 
+fn load_bearer(source: &SourceConfig) -> Result<ExpectedAuthorization, AuthConfigError> {
+    let token = credentials::one_of(
+        source,
+        ("token", "token_file"),
+        source.token.as_deref(),
+        source.token_file.as_deref(),
+    )?;
+    ExpectedAuthorization::bearer(&token).map_err(|problem| AuthConfigError::BadCredential {
+        name: source.name.clone(),
+        what: "token",
+        problem,
+    })
+}
+
+fn load_basic(source: &SourceConfig) -> Result<ExpectedAuthorization, AuthConfigError> {
+    let username = source.username.as_deref().unwrap_or_default();
+    let password = credentials::one_of(
+        source,
+        ("password", "password_file"),
+        source.password.as_deref(),
+        source.password_file.as_deref(),
+    )?;
+    ExpectedAuthorization::basic(username, &password).map_err(|problem| AuthConfigError::BadCredential {
+        name: source.name.clone(),
+        what: "basic credentials",
+        problem,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::standard_webhooks::Ed25519Secret;
@@ -295,9 +347,10 @@ mod tests {
     use axum::http::HeaderValue;
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine as _;
-    use sha2::{Digest as _, Sha256};
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const TOKEN: &str = "hw_0123456789abcdefghijklmnop";
+    const PASSWORD: &str = "correct horse battery staple";
     const NOW: i64 = 1_700_000_000;
     const BODY: &[u8] = br#"{"disposition": "blocked"}"#;
 
@@ -309,11 +362,29 @@ mod tests {
         SourceConfig { secret: Some(secrets), ..source(AuthScheme::StandardWebhooks) }
     }
 
+    fn bearer_source() -> SourceConfig {
+        SourceConfig { token: Some(TOKEN.into()), ..source(AuthScheme::Bearer) }
+    }
+
+    fn basic_source() -> SourceConfig {
+        SourceConfig {
+            username: Some("kibana".into()),
+            password: Some(PASSWORD.into()),
+            ..source(AuthScheme::Basic)
+        }
+    }
+
     fn signed_headers(signature: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert("webhook-id", HeaderValue::from_static("msg_1"));
         headers.insert("webhook-timestamp", HeaderValue::from_str(&NOW.to_string()).unwrap());
         headers.insert("webhook-signature", HeaderValue::from_str(signature).unwrap());
+        headers
+    }
+
+    fn authorization(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_str(value).unwrap());
         headers
     }
 
@@ -352,6 +423,45 @@ mod tests {
         let verified = verifier.verify(&signed_headers(&signature), BODY, NOW).unwrap();
         assert_eq!(verified.trust, Trust::Signed);
         assert_eq!(verifier.trust(), Trust::Signed);
+    }
+
+    #[test]
+    fn static_credential_sources_have_shared_secret_trust_and_body_hash_dedup() {
+        let bearer = SourceVerifier::from_config(&bearer_source()).unwrap();
+        let verified = bearer.verify(&authorization(&format!("Bearer {TOKEN}")), BODY, NOW).unwrap();
+        assert_eq!(verified.trust, Trust::SharedSecret);
+        assert_eq!(verified.dedup, DedupId::BodyHash(Sha256::digest(BODY).into()));
+        assert_eq!(
+            bearer.verify(&HeaderMap::new(), BODY, NOW),
+            Err(AuthFailure::MissingHeader("authorization"))
+        );
+
+        let basic = SourceVerifier::from_config(&basic_source()).unwrap();
+        let value = format!("Basic {}", STANDARD.encode(format!("kibana:{PASSWORD}")));
+        assert_eq!(basic.verify(&authorization(&value), BODY, NOW).unwrap().trust, Trust::SharedSecret);
+        assert_eq!(basic.trust(), Trust::SharedSecret);
+        assert_eq!(
+            basic.verify(&authorization(&format!("Bearer {TOKEN}")), BODY, NOW),
+            Err(AuthFailure::WrongScheme)
+        );
+    }
+
+    #[test]
+    fn credentials_are_read_from_files_with_trailing_newlines_trimmed() {
+        let (_dir, path) = write_temp(&format!("{TOKEN}\r\n"));
+        let config = SourceConfig { token_file: Some(path), ..source(AuthScheme::Bearer) };
+        let verifier = SourceVerifier::from_config(&config).unwrap();
+        assert!(verifier.verify(&authorization(&format!("Bearer {TOKEN}")), BODY, NOW).is_ok());
+
+        let (_dir, path) = write_temp(&format!("{PASSWORD}\n"));
+        let config = SourceConfig {
+            username: Some("kibana".into()),
+            password_file: Some(path),
+            ..source(AuthScheme::Basic)
+        };
+        let verifier = SourceVerifier::from_config(&config).unwrap();
+        let value = format!("Basic {}", STANDARD.encode(format!("kibana:{PASSWORD}")));
+        assert!(verifier.verify(&authorization(&value), BODY, NOW).is_ok());
     }
 
     #[test]
@@ -406,7 +516,10 @@ mod tests {
             .contains("`auth` is required"));
         assert!(build_error(&source(AuthScheme::StandardWebhooks)).contains("exactly one of"));
         assert!(build_error(&source(AuthScheme::StandardWebhooksEd25519)).contains("exactly one of"));
+        assert!(build_error(&source(AuthScheme::Bearer)).contains("exactly one of"));
         assert!(build_error(&hmac_source(Secrets::Many(vec![]))).contains("empty"));
+        let weak_token = SourceConfig { token: Some("short".into()), ..source(AuthScheme::Bearer) };
+        assert!(build_error(&weak_token).contains("16 bytes"));
     }
 
     #[test]
@@ -422,11 +535,13 @@ mod tests {
         let configs = [
             hmac_source(Secrets::One(SECRET.into())),
             SourceConfig { public_keys: vec![public], ..source(AuthScheme::StandardWebhooksEd25519) },
+            bearer_source(),
+            basic_source(),
         ];
         for config in configs {
             let verifier = SourceVerifier::from_config(&config).unwrap();
             let shown = format!("{verifier:?} {verifier:#?}");
-            for secret in [&SECRET[6..]] {
+            for secret in [&SECRET[6..], TOKEN, PASSWORD] {
                 assert!(!shown.contains(secret), "{shown}");
             }
             assert!(shown.contains("\"edr\""), "{shown}");
@@ -470,6 +585,8 @@ mod tests {
             AuthFailure::TooManySignatures,
             AuthFailure::NoSupportedSignature,
             AuthFailure::NoValidSignature,
+            AuthFailure::WrongScheme,
+            AuthFailure::BadCredentials,
         ];
         let reasons: std::collections::HashSet<_> = failures.iter().map(AuthFailure::reason).collect();
         assert_eq!(reasons.len(), failures.len());
