@@ -14,17 +14,32 @@ use zeroize::Zeroizing;
 /// device), refused before it is read into memory.
 const MAX_FILE_BYTES: usize = 64 * 1024;
 
-/// The `secret` values (one or a rotation list) or the lines of `secret_file`, in order.
-pub(crate) fn secrets(source: &SourceConfig) -> Result<Vec<Zeroizing<String>>, AuthConfigError> {
-    let values: Vec<Zeroizing<String>> = match (&source.secret, &source.secret_file) {
+/// How a `secret_file` is split into secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileLayout {
+    /// The whole file (minus trailing newlines) is one secret: JWT HMAC keys are raw bytes.
+    Whole,
+    /// One secret per non-empty line, so a file can hold a rotation list just as `secret` can.
+    OnePerLine,
+}
+
+/// The `secret` values (one or a rotation list) or the contents of `secret_file`, in order.
+pub(crate) fn secrets(
+    source: &SourceConfig,
+    layout: FileLayout,
+) -> Result<Vec<Zeroizing<String>>, AuthConfigError> {
+    let values = match (&source.secret, &source.secret_file) {
         (Some(secrets), None) => secrets.to_vec().into_iter().map(Zeroizing::new).collect(),
         (None, Some(path)) => {
             let text = read_file(&source.name, "secret_file", path)?;
-            // One secret per non-empty line, so a file can hold a rotation list as `secret` can.
-            text.lines()
-                .filter(|line| !line.is_empty())
-                .map(|line| Zeroizing::new(line.to_string()))
-                .collect()
+            match layout {
+                FileLayout::Whole => vec![text],
+                FileLayout::OnePerLine => text
+                    .lines()
+                    .filter(|line| !line.is_empty())
+                    .map(|line| Zeroizing::new(line.to_string()))
+                    .collect(),
+            }
         }
         _ => return Err(invalid(source, "needs exactly one of `secret`, `secret_file`")),
     };

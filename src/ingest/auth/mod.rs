@@ -11,6 +11,7 @@
 //! logging: nothing here can leak a secret into a log because nothing here logs.
 
 mod credentials;
+mod jwt;
 mod shared_secret;
 pub mod standard_webhooks;
 
@@ -44,6 +45,7 @@ enum Method {
     Signed(TrustedKeys),
     /// Bearer or Basic: one fixed `Authorization` value, compared as a digest.
     Static(ExpectedAuthorization),
+    Jwt(jwt::JwtVerifier),
 }
 
 // The ingest handler shares verifiers across tasks; fail the build, not the deploy, if a
@@ -71,12 +73,7 @@ impl SourceVerifier {
             }
             AuthScheme::Bearer => Method::Static(load_bearer(source)?),
             AuthScheme::Basic => Method::Static(load_basic(source)?),
-            AuthScheme::Jwt => {
-                return Err(AuthConfigError::Invalid {
-                    name: name.to_string(),
-                    message: "auth = \"jwt\" is not implemented yet".to_string(),
-                })
-            }
+            AuthScheme::Jwt => Method::Jwt(jwt::JwtVerifier::from_config(source)?),
         };
         Ok(SourceVerifier { name: name.to_string(), scheme, method })
     }
@@ -95,16 +92,20 @@ impl SourceVerifier {
                 expected.verify(headers)?;
                 DedupId::body_hash(body)
             }
+            Method::Jwt(verifier) => {
+                verifier.verify(headers, now_unix)?;
+                DedupId::body_hash(body)
+            }
         };
         Ok(Verified { trust: self.trust(), dedup })
     }
 
     /// The tier an event from this source is stored with: `Signed` only when each message
-    /// carries its own signature and timestamp.
+    /// carries its own signature and timestamp; a JWT is still a bearer credential.
     pub fn trust(&self) -> Trust {
         match self.method {
             Method::Signed(_) => Trust::Signed,
-            Method::Static(_) => Trust::SharedSecret,
+            Method::Static(_) | Method::Jwt(_) => Trust::SharedSecret,
         }
     }
 }
@@ -114,6 +115,7 @@ impl std::fmt::Debug for SourceVerifier {
         let keys = match &self.method {
             Method::Signed(keys) => keys.len(),
             Method::Static(_) => 1,
+            Method::Jwt(verifier) => verifier.key_count(),
         };
         f.debug_struct("SourceVerifier")
             .field("name", &self.name)
@@ -204,6 +206,27 @@ pub enum AuthFailure {
     WrongScheme,
     #[error("credentials do not match")]
     BadCredentials,
+    #[error("token rejected: {0}")]
+    BadToken(TokenRejection),
+}
+
+/// Why a JWT was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRejection {
+    #[error("not a well-formed JWT")]
+    Malformed,
+    #[error("algorithm is not the one configured")]
+    Algorithm,
+    #[error("`crit` header present")]
+    CriticalHeader,
+    #[error("signature does not verify")]
+    Signature,
+    #[error("expired")]
+    Expired,
+    #[error("not yet valid")]
+    NotYetValid,
+    #[error("issuer, audience or a required claim is wrong or missing")]
+    Claims,
 }
 
 impl AuthFailure {
@@ -220,6 +243,15 @@ impl AuthFailure {
             AuthFailure::NoValidSignature => "no_valid_signature",
             AuthFailure::WrongScheme => "wrong_scheme",
             AuthFailure::BadCredentials => "bad_credentials",
+            AuthFailure::BadToken(rejection) => match rejection {
+                TokenRejection::Malformed => "token_malformed",
+                TokenRejection::Algorithm => "token_algorithm",
+                TokenRejection::CriticalHeader => "token_crit",
+                TokenRejection::Signature => "token_signature",
+                TokenRejection::Expired => "token_expired",
+                TokenRejection::NotYetValid => "token_not_yet_valid",
+                TokenRejection::Claims => "token_claims",
+            },
         }
     }
 }
@@ -246,11 +278,13 @@ pub enum AuthConfigError {
         #[source]
         problem: KeyError,
     },
-    /// Any other credential problem (too short, unusable characters).
+    /// Any other credential problem (too short, unusable characters, wrong key type).
     #[error("source {name:?}: {what} {problem}")]
     BadCredential { name: String, what: &'static str, problem: &'static str },
     #[error("source {name:?}: {count} keys configured; at most {max} are allowed")]
     TooManyKeys { name: String, count: usize, max: usize },
+    #[error("source {name:?}: jwt algorithm {algorithm:?} is not supported")]
+    UnsupportedAlgorithm { name: String, algorithm: String },
 }
 
 /// The single value of a header. Absent or empty is `MissingHeader`; sent twice is refused
@@ -279,7 +313,7 @@ fn check_key_count(name: &str, count: usize) -> Result<(), AuthConfigError> {
 
 /// `secret` (one or a rotation list) or `secret_file` (one secret per line).
 fn load_hmac_secrets(source: &SourceConfig) -> Result<Vec<HmacSecret>, AuthConfigError> {
-    let values = credentials::secrets(source)?;
+    let values = credentials::secrets(source, credentials::FileLayout::OnePerLine)?;
     check_key_count(&source.name, values.len())?;
     values
         .iter()
@@ -447,6 +481,25 @@ mod tests {
     }
 
     #[test]
+    fn jwt_source_has_shared_secret_trust() {
+        let config = SourceConfig {
+            algorithm: Some("HS256".into()),
+            secret: Some(Secrets::One("k".repeat(32))),
+            issuer: Some("edr".into()),
+            audience: Some("haltwire".into()),
+            ..source(AuthScheme::Jwt)
+        };
+        let verifier = SourceVerifier::from_config(&config).unwrap();
+        assert_eq!(verifier.trust(), Trust::SharedSecret);
+        let claims = serde_json::json!({ "iss": "edr", "aud": "haltwire", "exp": NOW + 60 });
+        let key = jsonwebtoken::EncodingKey::from_secret("k".repeat(32).as_bytes());
+        let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+        let verified = verifier.verify(&authorization(&format!("Bearer {token}")), BODY, NOW).unwrap();
+        assert_eq!(verified.trust, Trust::SharedSecret);
+        assert!(matches!(verified.dedup, DedupId::BodyHash(_)));
+    }
+
+    #[test]
     fn credentials_are_read_from_files_with_trailing_newlines_trimmed() {
         let (_dir, path) = write_temp(&format!("{TOKEN}\r\n"));
         let config = SourceConfig { token_file: Some(path), ..source(AuthScheme::Bearer) };
@@ -587,6 +640,13 @@ mod tests {
             AuthFailure::NoValidSignature,
             AuthFailure::WrongScheme,
             AuthFailure::BadCredentials,
+            AuthFailure::BadToken(TokenRejection::Malformed),
+            AuthFailure::BadToken(TokenRejection::Algorithm),
+            AuthFailure::BadToken(TokenRejection::CriticalHeader),
+            AuthFailure::BadToken(TokenRejection::Signature),
+            AuthFailure::BadToken(TokenRejection::Expired),
+            AuthFailure::BadToken(TokenRejection::NotYetValid),
+            AuthFailure::BadToken(TokenRejection::Claims),
         ];
         let reasons: std::collections::HashSet<_> = failures.iter().map(AuthFailure::reason).collect();
         assert_eq!(reasons.len(), failures.len());
