@@ -123,8 +123,8 @@ pub enum AuthScheme {
 ///
 /// The credential keys are flat (rather than nested per scheme) so the file reads like the
 /// vendor's own settings page; [`SourceConfig::validate`] checks that exactly the keys the
-/// chosen scheme needs are present.
-#[derive(Debug, Clone, Deserialize, Default)]
+/// chosen scheme needs are present. `Debug` shows credentials only as present or absent (R20).
+#[derive(Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// URL path segment: `POST /v1/ingest/{name}`. `[A-Za-z0-9_-]{1,64}`.
@@ -162,12 +162,45 @@ pub struct SourceConfig {
     pub audience: Option<String>,
 }
 
-/// A single secret or a list (rotation: the first signs, all verify).
-#[derive(Debug, Clone, Deserialize)]
+/// A single secret or a list (rotation: the first signs, all verify). `Debug` is redacted.
+#[derive(Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Secrets {
     One(String),
     Many(Vec<String>),
+}
+
+// Hand-written so that logging a `Config` (it is `Debug`) can never print a credential (R20, R46).
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secrets::One(_) => f.write_str("One([REDACTED])"),
+            Secrets::Many(list) => write!(f, "Many([REDACTED; {}])", list.len()),
+        }
+    }
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |value: &Option<String>| value.as_ref().map(|_| "[REDACTED]");
+        f.debug_struct("SourceConfig")
+            .field("name", &self.name)
+            .field("integration", &self.integration)
+            .field("auth", &self.auth)
+            .field("secret", &self.secret)
+            .field("secret_file", &self.secret_file)
+            .field("public_keys", &self.public_keys)
+            .field("token", &hidden(&self.token))
+            .field("token_file", &self.token_file)
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("password_file", &self.password_file)
+            .field("algorithm", &self.algorithm)
+            .field("public_key_file", &self.public_key_file)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
 }
 
 impl Secrets {
@@ -403,6 +436,24 @@ mod tests {
         assert!(!valid_source_name("a/b"));
         assert!(!valid_source_name(""));
         assert!(!valid_source_name(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn debug_never_shows_credentials() {
+        let cfg = Config::parse(
+            "[[source]]\nname = \"a\"\nauth = \"bearer\"\ntoken = \"tok-SECRET-1\"\n\
+             [[source]]\nname = \"b\"\nauth = \"basic\"\nusername = \"u\"\npassword = \"pw-SECRET-2\"\n\
+             [[source]]\nname = \"c\"\nauth = \"standard-webhooks\"\nsecret = [\"whsec_SECRET3\", \"whsec_SECRET4\"]\n\
+             [[source]]\nname = \"d\"\nauth = \"jwt\"\nalgorithm = \"HS256\"\nsecret = \"jwt-SECRET-5\"\n",
+            "h.toml",
+        )
+        .unwrap();
+        let shown = format!("{cfg:?} {cfg:#?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(
+            shown.contains("token: Some(\"[REDACTED]\")") && shown.contains("Many([REDACTED; 2])"),
+            "{shown}"
+        );
     }
 
     #[test]

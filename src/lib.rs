@@ -15,4 +15,5 @@
 
 pub mod config;
 pub mod event;
+pub mod ingest;
 pub mod store;
