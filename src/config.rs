@@ -245,10 +245,7 @@ impl Config {
     /// Parses TOML text without touching the file system.
     pub fn parse(text: &str, shown_path: &str) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|err| {
-            let (line, col) = err
-                .span()
-                .map(|span| line_col(text, span.start))
-                .unwrap_or((1, 1));
+            let (line, col) = err.span().map(|span| line_col(text, span.start)).unwrap_or((1, 1));
             ConfigError::Syntax {
                 path: shown_path.to_string(),
                 line,
@@ -324,11 +321,9 @@ impl SourceConfig {
             AuthScheme::StandardWebhooks => (&["secret", "secret_file"], &["secret", "secret_file"], &[]),
             AuthScheme::StandardWebhooksEd25519 => (&["public_keys"], &["public_keys"], &[]),
             AuthScheme::Bearer => (&["token", "token_file"], &["token", "token_file"], &[]),
-            AuthScheme::Basic => (
-                &["username", "password", "password_file"],
-                &["password", "password_file"],
-                &["username"],
-            ),
+            AuthScheme::Basic => {
+                (&["username", "password", "password_file"], &["password", "password_file"], &["username"])
+            }
             AuthScheme::Jwt => (
                 &["algorithm", "secret", "secret_file", "public_key_file", "issuer", "audience"],
                 &["secret", "secret_file", "public_key_file"],

@@ -13,7 +13,9 @@ use uuid::Uuid;
 ///
 /// Policies may require a minimum tier before they take strong actions, so the tier is set by the
 /// broker from the authentication that actually succeeded and never read from the event body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Trust {
     /// A file the broker tails locally; authenticity rests on file ownership and mode.
@@ -37,7 +39,7 @@ impl Trust {
 
 /// What the security tool did. Only the first five mean the action was actually stopped;
 /// `detected` means it was merely observed, and policies depend on that difference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Disposition {
     Blocked,
@@ -65,7 +67,20 @@ impl Disposition {
 }
 
 /// OCSF severity names, ordered so that policies can compare them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    Default,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     #[default]
@@ -79,7 +94,7 @@ pub enum Severity {
 }
 
 /// The detection rule that fired, as the vendor names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,7 +104,7 @@ pub struct Rule {
 }
 
 /// A process ancestor (parent, grandparent, …) as far as the tool reported it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,7 +116,7 @@ pub struct ProcessRef {
 }
 
 /// The process the tool acted on. `pid` is always an OS process id, never a vendor's own id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Process {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,7 +138,7 @@ pub struct Process {
 }
 
 /// What the blocked action was aimed at, where the tool says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,11 +154,12 @@ pub struct Target {
 /// This is also haltwire's native wire format (the `generic` integration), which is why it
 /// rejects unknown fields: a sender cannot smuggle `trust` or `id` in, because the broker sets
 /// those from what it verified.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventBody {
     /// When the tool observed the action; the broker's receive time if the sender gives none.
     #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub time: Option<OffsetDateTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,

@@ -11,9 +11,17 @@
 //! - [`store`]: the durable event store (sled) and its group commit.
 //! - [`api`]: SOC read routes, health, metrics and the OpenAPI document.
 //! - [`directive`]: the broker's signing key; the only code that reads it.
-//! - [`config`]: `haltwire.toml`.
+//! - [`config`](mod@config): `haltwire.toml`.
 
+pub mod api;
+pub mod cli;
 pub mod config;
+pub mod decode;
+pub mod directive;
 pub mod event;
 pub mod ingest;
+pub mod secrets;
+pub mod server;
 pub mod store;
+pub mod telemetry;
+pub mod token;

@@ -67,11 +67,7 @@ impl GroupCommit {
         let (stop, stop_rx) = watch::channel(false);
         let (stopped_tx, stopped) = watch::channel(false);
         tokio::spawn(run_committer(store, waiters, stop_rx, stopped_tx));
-        GroupCommit {
-            queue,
-            stop: Arc::new(stop),
-            stopped,
-        }
+        GroupCommit { queue, stop: Arc::new(stop), stopped }
     }
 
     /// Takes a place in the queue BEFORE the caller writes, so a full queue is refused before
@@ -237,12 +233,7 @@ mod tests {
         for waiter in rest {
             waiter.await.unwrap().unwrap();
         }
-        assert_eq!(
-            probe.flushes(),
-            2,
-            "{} waiters, one flush each batch",
-            N + 1
-        );
+        assert_eq!(probe.flushes(), 2, "{} waiters, one flush each batch", N + 1);
     }
 
     #[tokio::test]
@@ -260,10 +251,7 @@ mod tests {
         tickets.send(()).unwrap(); // flush 1 completes
         early.await.unwrap().unwrap();
         assert_eq!(probe.flush_started.recv().await, Some(2));
-        assert!(
-            poll_once(&mut late).await.is_pending(),
-            "flush 1 must not answer a late waiter"
-        );
+        assert!(poll_once(&mut late).await.is_pending(), "flush 1 must not answer a late waiter");
 
         tickets.send(()).unwrap(); // flush 2 completes
         late.await.unwrap();
@@ -301,10 +289,7 @@ mod tests {
         assert!(poll_once(&mut second).await.is_pending());
         drop(probe.tickets.take());
 
-        assert!(matches!(
-            first.await.unwrap(),
-            Err(StoreError::FlushFailed(_))
-        ));
+        assert!(matches!(first.await.unwrap(), Err(StoreError::FlushFailed(_))));
         assert!(matches!(second.await, Err(StoreError::FlushFailed(_))));
     }
 
@@ -361,20 +346,8 @@ mod tests {
     }
 
     impl metrics::Recorder for DropRecorder {
-        fn describe_counter(
-            &self,
-            _: metrics::KeyName,
-            _: Option<metrics::Unit>,
-            _: metrics::SharedString,
-        ) {
-        }
-        fn describe_gauge(
-            &self,
-            _: metrics::KeyName,
-            _: Option<metrics::Unit>,
-            _: metrics::SharedString,
-        ) {
-        }
+        fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
         fn describe_histogram(
             &self,
             _: metrics::KeyName,
@@ -382,14 +355,8 @@ mod tests {
             _: metrics::SharedString,
         ) {
         }
-        fn register_counter(
-            &self,
-            key: &metrics::Key,
-            _: &metrics::Metadata<'_>,
-        ) -> metrics::Counter {
-            let commit_queue = key
-                .labels()
-                .any(|l| l.key() == "queue" && l.value() == "commit");
+        fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+            let commit_queue = key.labels().any(|l| l.key() == "queue" && l.value() == "commit");
             if key.name() == "haltwire_queue_dropped_total" && commit_queue {
                 metrics::Counter::from_arc(Arc::clone(&self.dropped))
             } else {
@@ -399,11 +366,7 @@ mod tests {
         fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
             metrics::Gauge::noop()
         }
-        fn register_histogram(
-            &self,
-            _: &metrics::Key,
-            _: &metrics::Metadata<'_>,
-        ) -> metrics::Histogram {
+        fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
             metrics::Histogram::noop()
         }
     }

@@ -39,11 +39,7 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// NOT durable until a flush: callers hold a [`CommitSlot`] reserved before this call and
     /// await [`CommitSlot::durable`] after it.
-    fn put_once(
-        &self,
-        dedup: &DedupRecord,
-        event: &SecurityEvent,
-    ) -> Result<PutOutcome, StoreError>;
+    fn put_once(&self, dedup: &DedupRecord, event: &SecurityEvent) -> Result<PutOutcome, StoreError>;
 
     /// One event by id; `None` if it was never stored or was removed by retention.
     fn event(&self, id: Uuid) -> Result<Option<SecurityEvent>, StoreError>;
@@ -123,10 +119,7 @@ pub struct Retention {
 impl Retention {
     /// The retention described by the `[store]` section.
     pub fn from_config(config: &crate::config::StoreConfig) -> Retention {
-        Retention {
-            max_age_secs: i64::from(config.retention_days) * 86_400,
-            max_events: config.max_events,
-        }
+        Retention { max_age_secs: i64::from(config.retention_days) * 86_400, max_events: config.max_events }
     }
 }
 
@@ -155,11 +148,7 @@ pub enum StoreError {
     },
     /// A stored key or value does not have the shape this code writes.
     #[error("corrupt {tree} entry {key}: {reason}")]
-    Corrupt {
-        tree: &'static str,
-        key: String,
-        reason: String,
-    },
+    Corrupt { tree: &'static str, key: String, reason: String },
     /// An event with this id is already stored under a different dedup key. Ids are broker
     /// generated UUIDv7s, so this is a bug upstream; overwriting would silently lose an event.
     #[error("event id {0} already exists")]

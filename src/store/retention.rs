@@ -84,27 +84,13 @@ mod tests {
         let mut probe = Probe::new(dir.path(), false);
         let now_ms = OffsetDateTime::now_utc().unix_timestamp() as u64 * 1000;
         let keep = event_at(now_ms);
-        probe
-            .store
-            .put_once(&dedup("old", i64::MAX), &event_at(now_ms - 10_000_000))
-            .unwrap();
-        probe
-            .store
-            .put_once(&dedup("new", i64::MAX), &keep)
-            .unwrap();
+        probe.store.put_once(&dedup("old", i64::MAX), &event_at(now_ms - 10_000_000)).unwrap();
+        probe.store.put_once(&dedup("new", i64::MAX), &keep).unwrap();
 
         let (stop, shutdown) = watch::channel(false);
-        let retention = Retention {
-            max_age_secs: 3_600,
-            max_events: 100,
-        };
+        let retention = Retention { max_age_secs: 3_600, max_events: 100 };
         // A zero interval must not panic (tokio rejects it); it is raised to MIN_INTERVAL.
-        let task = tokio::spawn(run_retention(
-            probe.store.clone(),
-            retention,
-            Duration::ZERO,
-            shutdown,
-        ));
+        let task = tokio::spawn(run_retention(probe.store.clone(), retention, Duration::ZERO, shutdown));
 
         let report = probe.swept.recv().await.unwrap();
         assert_eq!(report.events_deleted, 1);
@@ -112,9 +98,6 @@ mod tests {
         assert!(probe.store.event(keep.id).unwrap().is_some());
 
         stop.send_replace(true);
-        tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
     }
 }

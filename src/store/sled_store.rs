@@ -88,9 +88,7 @@ impl SledStore {
         let mut deleted = 0;
         let mut remaining = limit;
         while remaining > 0 {
-            let take = usize::try_from(remaining)
-                .unwrap_or(usize::MAX)
-                .min(SWEEP_BATCH);
+            let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(SWEEP_BATCH);
             let keys = self
                 .events
                 .range::<[u8; 16], _>((Bound::Unbounded, upper))
@@ -120,17 +118,11 @@ impl SledStore {
                 }
                 let count = decode_count(meta.get(EVENT_COUNT_KEY)?.as_deref())
                     .map_err(ConflictableTransactionError::Abort)?;
-                meta.insert(
-                    EVENT_COUNT_KEY,
-                    &count.saturating_sub(removed).to_be_bytes()[..],
-                )?;
+                meta.insert(EVENT_COUNT_KEY, &count.saturating_sub(removed).to_be_bytes()[..])?;
                 Ok(removed)
             })
             .map_err(from_transaction)?;
-        self.count.fetch_sub(
-            i64::try_from(removed).unwrap_or(i64::MAX),
-            Ordering::Relaxed,
-        );
+        self.count.fetch_sub(i64::try_from(removed).unwrap_or(i64::MAX), Ordering::Relaxed);
         Ok(removed)
     }
 
@@ -148,9 +140,7 @@ impl SledStore {
                     // Compare-and-swap, not remove: `put_once` may have replaced this expired
                     // entry with a live one since we read it, and erasing that would let a
                     // replay through.
-                    let swapped = self
-                        .dedup
-                        .compare_and_swap(&key, Some(&value), None::<&[u8]>)?;
+                    let swapped = self.dedup.compare_and_swap(&key, Some(&value), None::<&[u8]>)?;
                     if swapped.is_ok() {
                         deleted += 1;
                     }
@@ -166,17 +156,10 @@ impl SledStore {
 }
 
 impl Store for SledStore {
-    fn put_once(
-        &self,
-        dedup: &DedupRecord,
-        event: &SecurityEvent,
-    ) -> Result<PutOutcome, StoreError> {
+    fn put_once(&self, dedup: &DedupRecord, event: &SecurityEvent) -> Result<PutOutcome, StoreError> {
         // Encoded outside the closure: sled may run it more than once.
         let value = IVec::from(
-            serde_json::to_vec(event).map_err(|source| StoreError::Encode {
-                id: event.id,
-                source,
-            })?,
+            serde_json::to_vec(event).map_err(|source| StoreError::Encode { id: event.id, source })?,
         );
         let key = event_key(event.id);
         let dedup_value = encode_dedup(event.id, dedup.expires_at);
@@ -184,16 +167,14 @@ impl Store for SledStore {
         let outcome = (&self.dedup, &self.events, &self.meta)
             .transaction(|(dedup_tx, events_tx, meta_tx)| {
                 if let Some(existing) = dedup_tx.get(&dedup.key)? {
-                    let entry = decode_dedup(&dedup.key, &existing)
-                        .map_err(ConflictableTransactionError::Abort)?;
+                    let entry =
+                        decode_dedup(&dedup.key, &existing).map_err(ConflictableTransactionError::Abort)?;
                     if entry.expires_at > now {
                         return Ok(PutOutcome::Duplicate(entry.id));
                     }
                 }
                 if events_tx.get(key)?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(
-                        StoreError::IdCollision(event.id),
-                    ));
+                    return Err(ConflictableTransactionError::Abort(StoreError::IdCollision(event.id)));
                 }
                 let count = decode_count(meta_tx.get(EVENT_COUNT_KEY)?.as_deref())
                     .map_err(ConflictableTransactionError::Abort)?;
@@ -241,17 +222,12 @@ impl Store for SledStore {
     }
 
     fn sweep(&self, now_unix: i64, retention: &Retention) -> Result<SweepReport, StoreError> {
-        let cutoff_ms = now_unix
-            .saturating_sub(retention.max_age_secs)
-            .saturating_mul(1000);
+        let cutoff_ms = now_unix.saturating_sub(retention.max_age_secs).saturating_mul(1000);
         let by_age = self.delete_oldest(Bound::Excluded(millis_key(cutoff_ms)), u64::MAX)?;
         let excess = self.event_count().saturating_sub(retention.max_events);
         let by_count = self.delete_oldest(Bound::Unbounded, excess)?;
         let dedup_deleted = self.delete_expired_dedup(now_unix)?;
-        Ok(SweepReport {
-            events_deleted: by_age + by_count,
-            dedup_deleted,
-        })
+        Ok(SweepReport { events_deleted: by_age + by_count, dedup_deleted })
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
@@ -321,14 +297,10 @@ fn event_key(id: Uuid) -> [u8; 16] {
 }
 
 fn decode_event(key: &[u8], value: &[u8]) -> Result<SecurityEvent, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        tree: EVENTS_TREE,
-        key: show_key(key),
-        reason,
-    };
+    let corrupt = |reason: String| StoreError::Corrupt { tree: EVENTS_TREE, key: show_key(key), reason };
     let id = Uuid::from_slice(key).map_err(|err| corrupt(format!("key is not an id: {err}")))?;
-    let event: SecurityEvent = serde_json::from_slice(value)
-        .map_err(|err| corrupt(format!("value is not an event: {err}")))?;
+    let event: SecurityEvent =
+        serde_json::from_slice(value).map_err(|err| corrupt(format!("value is not an event: {err}")))?;
     if event.id != id {
         return Err(corrupt(format!("value carries id {}", event.id)));
     }
@@ -352,26 +324,15 @@ fn encode_dedup(id: Uuid, expires_at: i64) -> [u8; DEDUP_VALUE_LEN] {
 }
 
 fn decode_dedup(key: &[u8], value: &[u8]) -> Result<DedupEntry, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        tree: DEDUP_TREE,
-        key: show_key(key),
-        reason,
-    };
-    let (format, rest) = value
-        .split_first()
-        .ok_or_else(|| corrupt("empty value".into()))?;
+    let corrupt = |reason: String| StoreError::Corrupt { tree: DEDUP_TREE, key: show_key(key), reason };
+    let (format, rest) = value.split_first().ok_or_else(|| corrupt("empty value".into()))?;
     if *format != DEDUP_FORMAT || value.len() != DEDUP_VALUE_LEN {
         return Err(corrupt(format!("format {format}, {} bytes", value.len())));
     }
     let (id, expires_at) = rest.split_at(16);
     let id = Uuid::from_slice(id).map_err(|err| corrupt(err.to_string()))?;
-    let expires_at: [u8; 8] = expires_at
-        .try_into()
-        .map_err(|_| corrupt("bad expiry".into()))?;
-    Ok(DedupEntry {
-        id,
-        expires_at: i64::from_be_bytes(expires_at),
-    })
+    let expires_at: [u8; 8] = expires_at.try_into().map_err(|_| corrupt("bad expiry".into()))?;
+    Ok(DedupEntry { id, expires_at: i64::from_be_bytes(expires_at) })
 }
 
 /// `None` only before the counter was first written; open always writes it.
@@ -415,16 +376,8 @@ mod tests {
     }
 
     fn all(store: &SledStore) -> Vec<Uuid> {
-        let query = EventQuery {
-            limit: usize::MAX,
-            ..EventQuery::default()
-        };
-        store
-            .events(&query)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.id)
-            .collect()
+        let query = EventQuery { limit: usize::MAX, ..EventQuery::default() };
+        store.events(&query).unwrap().into_iter().map(|e| e.id).collect()
     }
 
     #[test]
@@ -438,17 +391,12 @@ mod tests {
             store.flush().unwrap();
         }
         let store = open(dir.path());
-        let back = store
-            .event(first.id)
-            .unwrap()
-            .expect("event present after reopen");
+        let back = store.event(first.id).unwrap().expect("event present after reopen");
         assert_eq!(back.id, first.id);
         assert_eq!(back.raw.get(), first.raw.get());
         assert_eq!(back.body, first.body);
         assert_eq!(store.event_count(), 1);
-        let again = store
-            .put_once(&dedup("k", far_future()), &event_at(2_000))
-            .unwrap();
+        let again = store.put_once(&dedup("k", far_future()), &event_at(2_000)).unwrap();
         assert_eq!(again, PutOutcome::Duplicate(first.id));
     }
 
@@ -475,10 +423,7 @@ mod tests {
         let store = open(dir.path());
         let (old, new, replay) = (event_at(1_000), event_at(2_000), event_at(3_000));
         store.put_once(&dedup("k", unix_now() - 1), &old).unwrap();
-        assert_eq!(
-            store.put_once(&dedup("k", far_future()), &new).unwrap(),
-            PutOutcome::Stored(new.id)
-        );
+        assert_eq!(store.put_once(&dedup("k", far_future()), &new).unwrap(), PutOutcome::Stored(new.id));
         assert_eq!(
             store.put_once(&dedup("k", far_future()), &replay).unwrap(),
             PutOutcome::Duplicate(new.id)
@@ -499,9 +444,7 @@ mod tests {
                     scope.spawn(move || {
                         let event = event_at(1_000 + i as u64);
                         start.wait();
-                        store
-                            .put_once(&dedup("same", far_future()), &event)
-                            .unwrap()
+                        store.put_once(&dedup("same", far_future()), &event).unwrap()
                     })
                 })
                 .collect();
@@ -527,25 +470,17 @@ mod tests {
         let events: Vec<SecurityEvent> = (1..=5).map(|s| event_at(s * 1_000)).collect();
         // Inserted out of order: the key, not insertion order, decides.
         for i in [3, 0, 4, 1, 2] {
-            store
-                .put_once(&dedup(&i.to_string(), far_future()), &events[i])
-                .unwrap();
+            store.put_once(&dedup(&i.to_string(), far_future()), &events[i]).unwrap();
         }
         let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
         let page = |after: Option<usize>, since_ms: Option<i64>, limit: usize| -> Vec<Uuid> {
             let query = EventQuery {
                 after: after.map(|i| ids[i]),
-                since: since_ms.map(|ms| {
-                    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
-                }),
+                since: since_ms
+                    .map(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()),
                 limit,
             };
-            store
-                .events(&query)
-                .unwrap()
-                .into_iter()
-                .map(|e| e.id)
-                .collect()
+            store.events(&query).unwrap().into_iter().map(|e| e.id).collect()
         };
         assert_eq!(page(None, None, 10), ids);
         assert_eq!(page(None, None, 2), ids[..2]);
@@ -570,29 +505,14 @@ mod tests {
                 .iter()
                 .map(|days| {
                     let event = event_at(((now - days * DAY) * 1000) as u64);
-                    store
-                        .put_once(&dedup(&days.to_string(), far_future()), &event)
-                        .unwrap()
-                        .id()
+                    store.put_once(&dedup(&days.to_string(), far_future()), &event).unwrap().id()
                 })
                 .collect();
-            let retention = Retention {
-                max_age_secs: 30 * DAY,
-                max_events: 100,
-            };
+            let retention = Retention { max_age_secs: 30 * DAY, max_events: 100 };
             let report = store.sweep(now, &retention).unwrap();
-            assert_eq!(
-                report,
-                SweepReport {
-                    events_deleted: 2,
-                    dedup_deleted: 0
-                }
-            );
+            assert_eq!(report, SweepReport { events_deleted: 2, dedup_deleted: 0 });
             assert_eq!(store.event_count(), 2);
-            assert_eq!(
-                store.sweep(now, &retention).unwrap(),
-                SweepReport::default()
-            );
+            assert_eq!(store.sweep(now, &retention).unwrap(), SweepReport::default());
             ids
         };
         let store = open(dir.path());
@@ -605,17 +525,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let ids: Vec<Uuid> = (1..=5)
-            .map(|s| {
-                store
-                    .put_once(&dedup(&s.to_string(), far_future()), &event_at(s * 1_000))
-                    .unwrap()
-                    .id()
-            })
+            .map(|s| store.put_once(&dedup(&s.to_string(), far_future()), &event_at(s * 1_000)).unwrap().id())
             .collect();
-        let retention = Retention {
-            max_age_secs: i64::MAX,
-            max_events: 2,
-        };
+        let retention = Retention { max_age_secs: i64::MAX, max_events: 2 };
         let report = store.sweep(10, &retention).unwrap();
         assert_eq!(report.events_deleted, 3);
         assert_eq!(store.event_count(), 2);
@@ -627,29 +539,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let now = unix_now();
-        store
-            .put_once(&dedup("expired", now - 10), &event_at(1_000))
-            .unwrap();
-        let live = store
-            .put_once(&dedup("live", now + 3_600), &event_at(2_000))
-            .unwrap()
-            .id();
-        let retention = Retention {
-            max_age_secs: i64::MAX,
-            max_events: u64::MAX,
-        };
+        store.put_once(&dedup("expired", now - 10), &event_at(1_000)).unwrap();
+        let live = store.put_once(&dedup("live", now + 3_600), &event_at(2_000)).unwrap().id();
+        let retention = Retention { max_age_secs: i64::MAX, max_events: u64::MAX };
         let report = store.sweep(now, &retention).unwrap();
-        assert_eq!(
-            report,
-            SweepReport {
-                events_deleted: 0,
-                dedup_deleted: 1
-            }
-        );
+        assert_eq!(report, SweepReport { events_deleted: 0, dedup_deleted: 1 });
         assert!(store.dedup.get("expired").unwrap().is_none());
-        let replay = store
-            .put_once(&dedup("live", now + 3_600), &event_at(3_000))
-            .unwrap();
+        let replay = store.put_once(&dedup("live", now + 3_600), &event_at(3_000)).unwrap();
         assert_eq!(replay, PutOutcome::Duplicate(live));
     }
 
@@ -658,50 +554,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let garbage = event_at(1_000).id;
-        store
-            .events
-            .insert(garbage.as_bytes(), &b"not json"[..])
-            .unwrap();
+        store.events.insert(garbage.as_bytes(), &b"not json"[..]).unwrap();
         let wrong_id = event_at(2_000);
         let other = serde_json::to_vec(&event_at(3_000)).unwrap();
         store.events.insert(wrong_id.id.as_bytes(), other).unwrap();
 
+        assert!(matches!(store.event(garbage), Err(StoreError::Corrupt { tree: "events", .. })));
+        assert!(matches!(store.event(wrong_id.id), Err(StoreError::Corrupt { .. })));
         assert!(matches!(
-            store.event(garbage),
-            Err(StoreError::Corrupt { tree: "events", .. })
-        ));
-        assert!(matches!(
-            store.event(wrong_id.id),
-            Err(StoreError::Corrupt { .. })
-        ));
-        assert!(matches!(
-            store.events(&EventQuery {
-                limit: 10,
-                ..EventQuery::default()
-            }),
+            store.events(&EventQuery { limit: 10, ..EventQuery::default() }),
             Err(StoreError::Corrupt { .. })
         ));
 
         store.dedup.insert("bad", &b"\x01short"[..]).unwrap();
         let fresh = event_at(4_000);
         let put = store.put_once(&dedup("bad", far_future()), &fresh);
-        assert!(
-            matches!(put, Err(StoreError::Corrupt { tree: "dedup", .. })),
-            "{put:?}"
-        );
-        assert!(
-            store.events.get(fresh.id.as_bytes()).unwrap().is_none(),
-            "nothing written"
-        );
+        assert!(matches!(put, Err(StoreError::Corrupt { tree: "dedup", .. })), "{put:?}");
+        assert!(store.events.get(fresh.id.as_bytes()).unwrap().is_none(), "nothing written");
         // Retention skips it rather than failing or forgetting the key.
-        let retention = Retention {
-            max_age_secs: i64::MAX,
-            max_events: u64::MAX,
-        };
-        assert_eq!(
-            store.sweep(unix_now(), &retention).unwrap().dedup_deleted,
-            0
-        );
+        let retention = Retention { max_age_secs: i64::MAX, max_events: u64::MAX };
+        assert_eq!(store.sweep(unix_now(), &retention).unwrap().dedup_deleted, 0);
         assert!(store.dedup.get("bad").unwrap().is_some());
     }
 
@@ -713,10 +585,7 @@ mod tests {
         store.put_once(&dedup("a", far_future()), &event).unwrap();
         let again = store.put_once(&dedup("b", far_future()), &event);
         assert!(matches!(again, Err(StoreError::IdCollision(id)) if id == event.id));
-        assert!(
-            store.dedup.get("b").unwrap().is_none(),
-            "the transaction rolled back"
-        );
+        assert!(store.dedup.get("b").unwrap().is_none(), "the transaction rolled back");
         assert_eq!(store.event_count(), 1);
     }
 

@@ -10,9 +10,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{
-    DedupRecord, EventQuery, PutOutcome, Retention, SledStore, Store, StoreError, SweepReport,
-};
+use super::{DedupRecord, EventQuery, PutOutcome, Retention, SledStore, Store, StoreError, SweepReport};
 use crate::event::{EventBody, SecurityEvent, Trust};
 
 pub(crate) fn open(dir: &Path) -> SledStore {
@@ -20,10 +18,7 @@ pub(crate) fn open(dir: &Path) -> SledStore {
 }
 
 pub(crate) fn dedup(key: &str, expires_at: i64) -> DedupRecord {
-    DedupRecord {
-        key: key.as_bytes().to_vec(),
-        expires_at,
-    }
+    DedupRecord { key: key.as_bytes().to_vec(), expires_at }
 }
 
 /// An event whose v7 id carries Unix millisecond `ms`; ids are unique within the test binary.
@@ -38,10 +33,7 @@ pub(crate) fn event_at(ms: u64) -> SecurityEvent {
         integration: "generic".into(),
         trust: Trust::Signed,
         received_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap(),
-        body: EventBody {
-            host: Some("build-1".into()),
-            ..EventBody::default()
-        },
+        body: EventBody { host: Some("build-1".into()), ..EventBody::default() },
         raw: RawValue::from_string(r#"{"rule":"curl|sh","n":[1,2]}"#.into()).unwrap(),
     }
 }
@@ -94,12 +86,7 @@ impl Probe {
             gate,
             swept: swept_tx,
         });
-        Probe {
-            store,
-            flush_started,
-            tickets,
-            swept,
-        }
+        Probe { store, flush_started, tickets, swept }
     }
 
     pub(crate) fn flushes(&self) -> usize {
@@ -108,11 +95,7 @@ impl Probe {
 }
 
 impl Store for ProbeStore {
-    fn put_once(
-        &self,
-        dedup: &DedupRecord,
-        event: &SecurityEvent,
-    ) -> Result<PutOutcome, StoreError> {
+    fn put_once(&self, dedup: &DedupRecord, event: &SecurityEvent) -> Result<PutOutcome, StoreError> {
         self.inner.put_once(dedup, event)
     }
     fn event(&self, id: Uuid) -> Result<Option<SecurityEvent>, StoreError> {
@@ -129,9 +112,7 @@ impl Store for ProbeStore {
             let _ = gate.lock().unwrap().recv();
         }
         if self.fail_flush.load(Ordering::SeqCst) {
-            return Err(StoreError::Sled(sled::Error::Unsupported(
-                "injected".into(),
-            )));
+            return Err(StoreError::Sled(sled::Error::Unsupported("injected".into())));
         }
         self.inner.flush()
     }

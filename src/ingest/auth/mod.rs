@@ -263,21 +263,10 @@ pub enum AuthConfigError {
     #[error("source {name:?}: {message}")]
     Invalid { name: String, message: String },
     #[error("source {name:?}: cannot read `{what}` {}: {error}", .path.display())]
-    ReadFile {
-        name: String,
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        error: std::io::Error,
-    },
+    ReadFile { name: String, what: &'static str, path: PathBuf, error: std::io::Error },
     /// A `whsec_`/`whpk_` value is malformed or weak.
     #[error("source {name:?}: {what} {problem}")]
-    BadKey {
-        name: String,
-        what: String,
-        #[source]
-        problem: KeyError,
-    },
+    BadKey { name: String, what: String, problem: KeyError },
     /// Any other credential problem (too short, unusable characters, wrong key type).
     #[error("source {name:?}: {what} {problem}")]
     BadCredential { name: String, what: &'static str, problem: &'static str },

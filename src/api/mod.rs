@@ -1,0 +1,182 @@
+//! The SOC-facing HTTP API: reading events, health, metrics and the OpenAPI document.
+//!
+//! Routes here only read through the store's public trait and check API tokens; they know
+//! nothing of webhook authentication or decoding. Errors are RFC 9457 problems ([`problem`]).
+
+pub mod openapi;
+pub mod problem;
+
+use crate::event::SecurityEvent;
+use crate::store::{EventQuery, Store};
+use crate::token::{Claims, Role, TokenKey};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use problem::{Problem, ProblemType};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Largest page `GET /v1/events` returns.
+pub const MAX_PAGE: usize = 1000;
+const DEFAULT_PAGE: usize = 100;
+
+/// What the API routes need.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Read access to stored events.
+    pub store: Arc<dyn Store>,
+    /// Checks the bearer tokens of `/v1` routes.
+    pub tokens: Arc<TokenKey>,
+    /// Renders `/metrics`; `None` when no recorder is installed (library tests).
+    pub metrics: Option<PrometheusHandle>,
+    /// Cleared when shutdown begins so load balancers stop sending before the socket closes.
+    pub ready: Arc<AtomicBool>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/events", get(list_events))
+        .route("/v1/events/{id}", get(get_event))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi::serve))
+        .with_state(state)
+}
+
+/// Checks `Authorization: Bearer <token>` for one of `roles`: 401 if absent or invalid, 403
+/// if valid but for another role.
+pub fn require_role(headers: &HeaderMap, tokens: &TokenKey, roles: &[Role]) -> Result<Claims, Problem> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| Problem::new(ProblemType::Unauthorized))?;
+    let claims = tokens.verify(token.trim()).map_err(|_| Problem::new(ProblemType::Unauthorized))?;
+    if !roles.contains(&claims.role) {
+        return Err(Problem::new(ProblemType::Forbidden));
+    }
+    Ok(claims)
+}
+
+/// Query of `GET /v1/events`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventsParams {
+    /// Only events received at or after this RFC 3339 time.
+    pub since: Option<String>,
+    /// Cursor: only events after this event id (the previous page's `next`).
+    pub after: Option<Uuid>,
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+/// A page of events, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<SecurityEvent>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next: Option<Uuid>,
+}
+
+/// Lists stored events (SOC token).
+#[utoipa::path(get, path = "/v1/events", params(EventsParams),
+    responses(
+        (status = 200, body = EventPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])), tag = "soc")]
+pub async fn list_events(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Result<Query<EventsParams>, QueryRejection>,
+) -> Result<Json<EventPage>, Problem> {
+    require_role(&headers, &state.tokens, &[Role::Soc])?;
+    let Query(params) = params.map_err(|e| invalid(&e.body_text()))?;
+    let since = params
+        .since
+        .as_deref()
+        .map(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339))
+        .transpose()
+        .map_err(|_| invalid("`since` must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z"))?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(invalid("`limit` must be between 1 and 1000"));
+    }
+    let query = EventQuery { after: params.after, since, limit };
+    let store = state.store.clone();
+    let events = tokio::task::spawn_blocking(move || store.events(&query))
+        .await
+        .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?
+        .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?;
+    let next = (events.len() == limit).then(|| events.last().map(|e| e.id)).flatten();
+    Ok(Json(EventPage { events, next }))
+}
+
+/// One stored event with everything the broker knows about it (SOC token).
+#[utoipa::path(get, path = "/v1/events/{id}",
+    params(("id" = Uuid, Path, description = "event id")),
+    responses(
+        (status = 200, body = Object),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])), tag = "soc")]
+pub async fn get_event(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    id: Result<Path<Uuid>, PathRejection>,
+) -> Result<Json<SecurityEvent>, Problem> {
+    require_role(&headers, &state.tokens, &[Role::Soc])?;
+    let Path(id) = id.map_err(|_| invalid("the event id must be a UUID"))?;
+    let store = state.store.clone();
+    let event = tokio::task::spawn_blocking(move || store.event(id))
+        .await
+        .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?
+        .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?;
+    event.map(Json).ok_or_else(|| Problem::new(ProblemType::NotFound))
+}
+
+/// Liveness: the process is up and serving HTTP.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")), tag = "ops")]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: the store is open and the broker is not shutting down.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"),
+    (status = 503, body = Problem, content_type = "application/problem+json")), tag = "ops")]
+pub async fn readyz(State(state): State<ApiState>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        Json(serde_json::json!({"status": "ready"})).into_response()
+    } else {
+        Problem::new(ProblemType::ShuttingDown).into_response()
+    }
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")), tag = "ops")]
+pub async fn metrics(State(state): State<ApiState>) -> Response {
+    let body = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+        .into_response()
+}
+
+fn invalid(detail: &str) -> Problem {
+    // Query parse errors from serde name the parameter; cap them so a huge query string is
+    // never reflected whole.
+    let detail: String = detail.chars().take(200).collect();
+    Problem::new(ProblemType::InvalidRequest).detail(detail)
+}

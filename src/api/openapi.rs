@@ -1,0 +1,45 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 document, generated from the handlers' annotations so
+//! it cannot drift from the routes. It describes; it does not route.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "haltwire", description = "Security-signal broker for AI coding agents"),
+    paths(
+        crate::ingest::http::ingest,
+        crate::api::list_events,
+        crate::api::get_event,
+        crate::api::healthz,
+        crate::api::readyz,
+        crate::api::metrics,
+    ),
+    components(schemas(
+        crate::ingest::http::IngestAccepted,
+        crate::api::problem::Problem,
+        crate::api::EventPage,
+        crate::event::EventBody,
+    )),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+            ),
+        );
+    }
+}
+
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

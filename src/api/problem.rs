@@ -1,0 +1,147 @@
+//! RFC 9457 problem details: every error the HTTP API returns.
+//!
+//! Each [`ProblemType`] has a stable `type` URI, a fixed title and a status; clients branch on
+//! `type`. The `detail` text is written by haltwire, never copied from the request, so an error
+//! cannot echo a secret, a signature or attacker-chosen text back (R12).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The closed set of problems. Adding one is fine; renaming one breaks clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemType {
+    /// Any authentication failure, uniform on purpose (unknown source, bad signature, stale
+    /// timestamp, wrong key, missing header all look the same to the caller).
+    Unauthorized,
+    /// Authenticated, but the token's role may not use this route.
+    Forbidden,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    /// The body is not JSON at all.
+    MalformedJson,
+    /// JSON that does not fit the source's integration.
+    InvalidEvent,
+    /// A query parameter or path segment is malformed.
+    InvalidRequest,
+    NotFound,
+    /// The commit queue is full; retry after the `Retry-After` seconds.
+    Overloaded,
+    /// The store could not commit; nothing was acknowledged.
+    StorageUnavailable,
+    /// The broker is shutting down.
+    ShuttingDown,
+}
+
+impl ProblemType {
+    /// The stable `type` URI.
+    pub fn uri(self) -> &'static str {
+        match self {
+            ProblemType::Unauthorized => "urn:haltwire:problem:unauthorized",
+            ProblemType::Forbidden => "urn:haltwire:problem:forbidden",
+            ProblemType::PayloadTooLarge => "urn:haltwire:problem:payload-too-large",
+            ProblemType::UnsupportedMediaType => "urn:haltwire:problem:unsupported-media-type",
+            ProblemType::MalformedJson => "urn:haltwire:problem:malformed-json",
+            ProblemType::InvalidEvent => "urn:haltwire:problem:invalid-event",
+            ProblemType::InvalidRequest => "urn:haltwire:problem:invalid-request",
+            ProblemType::NotFound => "urn:haltwire:problem:not-found",
+            ProblemType::Overloaded => "urn:haltwire:problem:overloaded",
+            ProblemType::StorageUnavailable => "urn:haltwire:problem:storage-unavailable",
+            ProblemType::ShuttingDown => "urn:haltwire:problem:shutting-down",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ProblemType::Unauthorized => StatusCode::UNAUTHORIZED,
+            ProblemType::Forbidden => StatusCode::FORBIDDEN,
+            ProblemType::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemType::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProblemType::MalformedJson | ProblemType::InvalidRequest => StatusCode::BAD_REQUEST,
+            ProblemType::InvalidEvent => StatusCode::UNPROCESSABLE_ENTITY,
+            ProblemType::NotFound => StatusCode::NOT_FOUND,
+            ProblemType::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            ProblemType::StorageUnavailable | ProblemType::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            ProblemType::Unauthorized => "Authentication failed",
+            ProblemType::Forbidden => "Not allowed for this token",
+            ProblemType::PayloadTooLarge => "Request body too large",
+            ProblemType::UnsupportedMediaType => "Content-Type must be JSON",
+            ProblemType::MalformedJson => "Body is not valid JSON",
+            ProblemType::InvalidEvent => "Event does not match the integration",
+            ProblemType::InvalidRequest => "Invalid request",
+            ProblemType::NotFound => "Not found",
+            ProblemType::Overloaded => "Too many requests waiting to commit",
+            ProblemType::StorageUnavailable => "Storage unavailable",
+            ProblemType::ShuttingDown => "Shutting down",
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for the types where retrying helps.
+    fn retry_after(self) -> Option<u32> {
+        match self {
+            ProblemType::Overloaded => Some(1),
+            ProblemType::StorageUnavailable | ProblemType::ShuttingDown => Some(5),
+            _ => None,
+        }
+    }
+}
+
+/// An RFC 9457 body plus the status it is sent with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_uri: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip)]
+    kind: Option<ProblemType>,
+}
+
+impl Problem {
+    pub fn new(kind: ProblemType) -> Problem {
+        Problem {
+            type_uri: kind.uri(),
+            title: kind.title(),
+            status: kind.status().as_u16(),
+            detail: None,
+            kind: Some(kind),
+        }
+    }
+
+    /// Adds haltwire-written detail text. Never pass request bytes or secrets here.
+    pub fn detail(mut self, detail: impl Into<String>) -> Problem {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+impl From<ProblemType> for Problem {
+    fn from(kind: ProblemType) -> Problem {
+        Problem::new(kind)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = self.kind.and_then(ProblemType::retry_after);
+        let mut response = (status, axum::Json(&self)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
