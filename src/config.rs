@@ -15,6 +15,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:4258";
 pub const DEFAULT_DATA_DIR: &str = "./haltwire-data";
 /// Default request body cap (R1): 256 KiB, checked before any signature work.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// Default folder of integration overrides, used only if it exists.
+pub const DEFAULT_INTEGRATIONS_DIR: &str = "./integrations";
 /// The name of the source every fresh install has (native format, generated HMAC secret).
 pub const GENERIC_SOURCE: &str = "generic";
 
@@ -30,6 +32,9 @@ pub struct Config {
     /// Largest accepted ingest body in bytes; larger bodies get 413 before any crypto.
     /// Default 262144 (256 KiB).
     pub max_body_bytes: Option<usize>,
+    /// Folder of integration mappings (`<name>/mapping.toml`) that replace or add to the
+    /// built-in ones. Default: `./integrations` if it exists, else the built-ins only.
+    pub integrations_dir: Option<PathBuf>,
     /// Storage settings.
     #[serde(default)]
     pub store: StoreConfig,
@@ -229,6 +234,13 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The integrations folder to load: the configured one, else `./integrations` if present.
+    pub fn integrations_dir(&self) -> Option<PathBuf> {
+        self.integrations_dir
+            .clone()
+            .or_else(|| Some(PathBuf::from(DEFAULT_INTEGRATIONS_DIR)).filter(|p| p.is_dir()))
+    }
+
     /// Reads and validates a config file. `path` is only used for messages and for resolving
     /// relative `*_file` paths.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -274,6 +286,11 @@ impl Config {
     }
 
     fn resolve_relative_files(&mut self, base: &Path) {
+        if let Some(dir) = self.integrations_dir.as_mut() {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
         for source in &mut self.sources {
             for file in [
                 &mut source.secret_file,

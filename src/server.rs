@@ -6,6 +6,7 @@
 
 use crate::api::{self, ApiState};
 use crate::config::{Config, StoreConfig, DEFAULT_MAX_BODY_BYTES};
+use crate::decode::{Integrations, IntegrationsError};
 use crate::directive::keys::BrokerKey;
 use crate::ingest::http::{self as ingest_http, IngestState};
 use crate::ingest::sources::Sources;
@@ -66,6 +67,8 @@ pub enum ServeError {
     Token(#[from] crate::token::TokenError),
     #[error(transparent)]
     Sources(#[from] crate::ingest::sources::SourcesError),
+    #[error(transparent)]
+    Integrations(#[from] IntegrationsError),
     #[error("store: {0}")]
     Store(#[from] store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
@@ -108,7 +111,8 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
     if new_token_key {
         created.push(Created::TokenKey(TokenKey::path(&data_dir)));
     }
-    let (sources, new_generic) = Sources::build(&config.sources, &data_dir)?;
+    let integrations = Integrations::load(config.integrations_dir().as_deref())?;
+    let (sources, new_generic) = Sources::build(&config.sources, &integrations, &data_dir)?;
     if let Some(path) = new_generic {
         created.push(Created::GenericSecret(path));
     }

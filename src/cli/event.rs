@@ -34,6 +34,22 @@ pub enum EventCommand {
         #[command(flatten)]
         dirs: DataDirArg,
     },
+    /// Decode vendor events into haltwire's normalized form and print them, one JSON object
+    /// per line (no broker needed). Input: one JSON document, JSON lines, or audit log lines.
+    Decode {
+        /// The integration (`haltwire integrations list` shows them).
+        #[arg(long)]
+        integration: String,
+        /// Folder of integration overrides [default: `integrations_dir` from the config, else
+        /// ./integrations if it exists]
+        #[arg(long)]
+        integrations_dir: Option<PathBuf>,
+        /// File to read, or `-` for standard input.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+        #[command(flatten)]
+        dirs: DataDirArg,
+    },
 }
 
 /// How to put credentials on a request.
@@ -44,7 +60,57 @@ enum Credentials {
 }
 
 pub fn run(cmd: EventCommand) -> anyhow::Result<ExitCode> {
-    let EventCommand::Send { source, url, signing_key, id, file, dirs } = cmd;
+    match cmd {
+        EventCommand::Send { source, url, signing_key, id, file, dirs } => {
+            send(source, url, signing_key, id, file, dirs)
+        }
+        EventCommand::Decode { integration, integrations_dir, file, dirs } => {
+            decode(&integration, integrations_dir, &file, &dirs)
+        }
+    }
+}
+
+fn decode(
+    integration: &str,
+    dir: Option<PathBuf>,
+    file: &Path,
+    dirs: &DataDirArg,
+) -> anyhow::Result<ExitCode> {
+    let config = dirs.load_config()?;
+    let dir = dir.or_else(|| config.integrations_dir());
+    let integrations = crate::decode::Integrations::load(dir.as_deref())?;
+    let decoder = integrations
+        .get(integration)
+        .ok_or_else(|| anyhow!("unknown integration {integration:?} (known: {})", integrations.names()))?;
+    let text = read_input(file)?;
+    let mut out = std::io::stdout().lock();
+    let mut failures = 0;
+    for (line, payload) in crate::decode::split_payloads(decoder.parser(), &text) {
+        match decoder.decode(payload.as_bytes()) {
+            Ok(events) => {
+                for event in events {
+                    let printed = crate::decode::DecodedView::new(decoder.name(), &event);
+                    serde_json::to_writer(&mut out, &printed)?;
+                    std::io::Write::write_all(&mut out, b"\n")?;
+                }
+            }
+            Err(err) => {
+                failures += 1;
+                eprintln!("{}:{line}: {err}", file.display());
+            }
+        }
+    }
+    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn send(
+    source: String,
+    url: Option<String>,
+    signing_key: Option<PathBuf>,
+    id: Option<String>,
+    file: PathBuf,
+    dirs: DataDirArg,
+) -> anyhow::Result<ExitCode> {
     let config = dirs.load_config()?;
     let data_dir = dirs.resolve_data_dir(&config);
     let credentials = credentials_for(&config, &source, &data_dir, signing_key.as_deref())?;
@@ -177,14 +243,19 @@ fn inline_or_file(inline: Option<String>, file: Option<&Path>) -> anyhow::Result
     }
 }
 
-/// One JSON document, or JSON lines. Each event is sent as the exact bytes given.
-fn read_events(file: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+fn read_input(file: &Path) -> anyhow::Result<String> {
     let mut text = String::new();
     if file == Path::new("-") {
         std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
     } else {
         text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     }
+    Ok(text)
+}
+
+/// One JSON document, or JSON lines. Each event is sent as the exact bytes given.
+fn read_events(file: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let text = read_input(file)?;
     if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() {
         return Ok(vec![text.trim().as_bytes().to_vec()]);
     }

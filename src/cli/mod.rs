@@ -4,6 +4,7 @@
 //! `haltwire: <message>`, with exit code 1 (2 for usage errors, from clap).
 
 mod event;
+mod integrations;
 mod keys;
 mod serve;
 mod token;
@@ -33,9 +34,12 @@ enum Command {
     /// Issue API tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
-    /// Send events to a broker (for vendors, scripts and tests).
+    /// Send events to a broker, or decode vendor events offline.
     #[command(subcommand)]
     Event(event::EventCommand),
+    /// List the integrations (decoders) this broker knows.
+    #[command(subcommand)]
+    Integrations(integrations::IntegrationsCommand),
 }
 
 /// Where the data directory is, shared by every subcommand that reads it.
@@ -81,6 +85,7 @@ pub fn main() -> ExitCode {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Token(cmd) => token::run(cmd),
         Command::Event(cmd) => event::run(cmd),
+        Command::Integrations(cmd) => integrations::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,15 +1,22 @@
 //! Decoders: turn one authenticated payload into normalized [`EventBody`]s.
 //!
-//! A decoder sees bytes that have already been authenticated and returns facts; it never sees
-//! HTTP, never stores anything and never sets trust or ids (the ingest stage does). Vendor
-//! integrations plug in here as data-driven mappings in a later stage of the project; today the
-//! only integration is `generic`, haltwire's native event JSON (DESIGN §4).
+//! Two kinds exist. `generic` is haltwire's native event JSON, checked strictly by serde.
+//! Every vendor integration is *data*: a `mapping.toml` (see [`mapping`]) built into the binary
+//! from `integrations/<name>/` and overridable by a folder on disk. A decoder sees bytes that
+//! were already authenticated and returns facts; it never sees HTTP, never stores anything and
+//! never sets trust or ids (the ingest stage does).
 
 use crate::event::EventBody;
+use mapping::{ApplyError, Mapping, MappingError, ParserKind};
 use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// The integration names this build understands.
-pub const BUILT_IN: &[&str] = &[GENERIC];
+pub mod mapping;
+
+include!(concat!(env!("OUT_DIR"), "/builtin_integrations.rs"));
+
 /// haltwire's own normalized event format.
 pub const GENERIC: &str = "generic";
 
@@ -20,45 +27,204 @@ pub struct Decoded {
     pub raw: Box<RawValue>,
 }
 
-/// Why a payload could not be decoded. `Syntax` means the bytes are not JSON at all (HTTP 400);
-/// `Schema` means JSON that does not fit the integration (HTTP 422).
+/// Why a payload could not be decoded. `Syntax` means the bytes are not in the source's format
+/// at all (HTTP 400); `Schema` means well-formed input that does not fit it (HTTP 422).
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("not valid JSON: {0}")]
     Syntax(String),
     #[error("does not match the {integration} format: {message}")]
     Schema { integration: String, message: String },
-    #[error("unknown integration {0:?}")]
-    UnknownIntegration(String),
 }
 
-/// Looks up a decoder by integration name; `None` if this build does not have it.
-pub fn decoder_for(integration: &str) -> Option<Decoder> {
-    match integration {
-        GENERIC => Some(Decoder::Generic),
-        _ => None,
-    }
-}
-
-/// A resolved integration. Cheap to copy; chosen once per source at start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A resolved integration: cheap to clone, chosen once per source at start.
+#[derive(Debug, Clone)]
 pub enum Decoder {
+    /// The native format.
     Generic,
+    /// A vendor mapping.
+    Mapped(Arc<Mapping>),
 }
 
 impl Decoder {
     /// The integration's name as used in config and on the CLI.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             Decoder::Generic => GENERIC,
+            Decoder::Mapped(m) => &m.name,
         }
     }
 
-    /// Decodes one payload (one HTTP body or one file line).
-    pub fn decode(self, payload: &[u8]) -> Result<Vec<Decoded>, DecodeError> {
+    /// What the payload's text looks like on disk: JSON (one per line) or audit records.
+    pub fn parser(&self) -> ParserKind {
+        match self {
+            Decoder::Generic => ParserKind::Json,
+            Decoder::Mapped(m) => m.parser,
+        }
+    }
+
+    /// Decodes one payload (one HTTP body, one file line, or one audit record group).
+    pub fn decode(&self, payload: &[u8]) -> Result<Vec<Decoded>, DecodeError> {
         match self {
             Decoder::Generic => decode_generic(payload).map(|d| vec![d]),
+            Decoder::Mapped(m) => decode_mapped(m, payload),
         }
+    }
+}
+
+fn decode_mapped(mapping: &Mapping, payload: &[u8]) -> Result<Vec<Decoded>, DecodeError> {
+    let schema = |message: String| DecodeError::Schema { integration: mapping.name.clone(), message };
+    let pairs = match mapping.parser {
+        ParserKind::Json => mapping.apply_json(payload),
+        ParserKind::Audit => Err(ApplyError::Shape("the audit pre-parser is not part of this build".into())),
+    };
+    match pairs {
+        Ok(pairs) => Ok(pairs.into_iter().map(|(body, raw)| Decoded { body, raw }).collect()),
+        Err(ApplyError::Syntax(m)) => Err(DecodeError::Syntax(m)),
+        Err(ApplyError::Shape(m)) => Err(schema(m)),
+    }
+}
+
+/// Where an integration's mapping came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Compiled into the binary (`generic`, or `integrations/<name>/` at build time).
+    BuiltIn,
+    /// Read from a folder on disk, replacing or adding to the built-ins.
+    Disk(PathBuf),
+}
+
+/// Every integration this broker can decode, by name.
+#[derive(Debug, Clone)]
+pub struct Integrations {
+    by_name: BTreeMap<String, (Decoder, Origin, String)>,
+}
+
+/// A problem loading integrations; mapping errors carry `file:line:col`.
+#[derive(Debug, thiserror::Error)]
+pub enum IntegrationsError {
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: declares integration {declared:?} but lives in folder {folder:?}")]
+    NameMismatch { path: PathBuf, declared: String, folder: String },
+    #[error("{0}: `generic` is the native format and cannot be overridden")]
+    GenericOverride(PathBuf),
+}
+
+impl Integrations {
+    /// The built-in integrations only.
+    pub fn built_in() -> Result<Integrations, IntegrationsError> {
+        let mut by_name = BTreeMap::new();
+        by_name.insert(
+            GENERIC.to_string(),
+            (Decoder::Generic, Origin::BuiltIn, "haltwire's native event JSON".to_string()),
+        );
+        for (name, text) in BUILT_IN_MAPPINGS {
+            let mapping = Mapping::compile(text, &format!("integrations/{name}/mapping.toml"))?;
+            let description = mapping.description.clone();
+            by_name
+                .insert(name.to_string(), (Decoder::Mapped(Arc::new(mapping)), Origin::BuiltIn, description));
+        }
+        Ok(Integrations { by_name })
+    }
+
+    /// Built-ins, then every `<dir>/<name>/mapping.toml` on top (a folder whose mapping is
+    /// byte-identical to the built-in one still counts as built-in).
+    pub fn load(dir: Option<&Path>) -> Result<Integrations, IntegrationsError> {
+        let mut all = Self::built_in()?;
+        let Some(dir) = dir else { return Ok(all) };
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| IntegrationsError::Io { path, source }
+        };
+        let mut folders: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io(dir))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join("mapping.toml").is_file())
+            .collect();
+        folders.sort();
+        for folder in folders {
+            let file = folder.join("mapping.toml");
+            let text = std::fs::read_to_string(&file).map_err(io(&file))?;
+            let folder_name =
+                folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if folder_name == GENERIC {
+                return Err(IntegrationsError::GenericOverride(file));
+            }
+            if BUILT_IN_MAPPINGS.iter().any(|(n, t)| *n == folder_name && *t == text) {
+                continue;
+            }
+            let mapping = Mapping::compile(&text, &file.display().to_string())?;
+            if mapping.name != folder_name {
+                return Err(IntegrationsError::NameMismatch {
+                    path: file,
+                    declared: mapping.name.clone(),
+                    folder: folder_name,
+                });
+            }
+            let description = mapping.description.clone();
+            all.by_name
+                .insert(folder_name, (Decoder::Mapped(Arc::new(mapping)), Origin::Disk(folder), description));
+        }
+        Ok(all)
+    }
+
+    /// The decoder for an integration name.
+    pub fn get(&self, name: &str) -> Option<Decoder> {
+        self.by_name.get(name).map(|(d, _, _)| d.clone())
+    }
+
+    /// (name, description, origin), sorted by name.
+    pub fn list(&self) -> Vec<(&str, &str, &Origin)> {
+        self.by_name.iter().map(|(n, (_, o, d))| (n.as_str(), d.as_str(), o)).collect()
+    }
+
+    /// Names, for error messages.
+    pub fn names(&self) -> String {
+        self.by_name.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Splits input text into payloads, each with the 1-based line it starts on: one JSON
+/// document if the whole text is one, else one payload per non-empty line. (Audit logs are
+/// grouped into events by their pre-parser.)
+pub fn split_payloads(parser: ParserKind, text: &str) -> Vec<(usize, String)> {
+    match parser {
+        ParserKind::Json => {
+            if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+                let first = text.lines().position(|l| !l.trim().is_empty()).unwrap_or(0) + 1;
+                return vec![(first, text.trim().to_string())];
+            }
+            non_empty_lines(text)
+        }
+        ParserKind::Audit => non_empty_lines(text),
+    }
+}
+
+fn non_empty_lines(text: &str) -> Vec<(usize, String)> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, l.to_string()))
+        .collect()
+}
+
+/// How `haltwire event decode` prints one decoded event: the normalized fields with the
+/// integration's name and the original.
+#[derive(serde::Serialize)]
+pub struct DecodedView<'a> {
+    pub integration: &'a str,
+    #[serde(flatten)]
+    pub body: &'a EventBody,
+    pub raw: &'a RawValue,
+}
+
+impl<'a> DecodedView<'a> {
+    pub fn new(integration: &'a str, decoded: &'a Decoded) -> DecodedView<'a> {
+        DecodedView { integration, body: &decoded.body, raw: &decoded.raw }
     }
 }
 
@@ -108,6 +274,48 @@ fn schema_error(message: &str) -> DecodeError {
 mod tests {
     use super::*;
     use crate::event::Disposition;
+
+    #[test]
+    fn every_built_in_mapping_compiles() {
+        let all = Integrations::built_in().unwrap();
+        assert!(all.get(GENERIC).is_some());
+        for (name, _) in BUILT_IN_MAPPINGS {
+            assert_eq!(all.get(name).unwrap().name(), *name);
+        }
+    }
+
+    #[test]
+    fn a_folder_on_disk_overrides_and_adds() {
+        let dir = tempfile::tempdir().unwrap();
+        let custom = dir.path().join("acme");
+        std::fs::create_dir(&custom).unwrap();
+        std::fs::write(
+            custom.join("mapping.toml"),
+            "integration = \"acme\"\ndescription = \"Acme EDR\"\n[fields]\nhost = \"/h\"\n",
+        )
+        .unwrap();
+        let all = Integrations::load(Some(dir.path())).unwrap();
+        let decoded = all.get("acme").unwrap().decode(br#"{"h":"box"}"#).unwrap();
+        assert_eq!(decoded[0].body.host.as_deref(), Some("box"));
+        assert!(all.list().iter().any(|(n, _, o)| *n == "acme" && matches!(o, Origin::Disk(_))));
+    }
+
+    #[test]
+    fn a_mismatched_or_broken_override_is_refused_with_its_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let custom = dir.path().join("acme");
+        std::fs::create_dir(&custom).unwrap();
+        std::fs::write(custom.join("mapping.toml"), "integration = \"other\"\ndescription = \"x\"\n")
+            .unwrap();
+        assert!(matches!(Integrations::load(Some(dir.path())), Err(IntegrationsError::NameMismatch { .. })));
+        std::fs::write(
+            custom.join("mapping.toml"),
+            "integration = \"acme\"\ndescription = \"x\"\n[fields]\nhots = \"/h\"\n",
+        )
+        .unwrap();
+        let err = Integrations::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("acme/mapping.toml:4:1: unknown field `hots`"), "{err}");
+    }
 
     #[test]
     fn generic_keeps_raw_bytes_verbatim() {

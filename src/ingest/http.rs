@@ -161,10 +161,10 @@ async fn accept(
     // workers; they keep verifying other requests meanwhile.
     let writer = state.clone();
     let source_name = source.name.clone();
-    let integration = source.decoder.name();
+    let integration = source.decoder.name().to_string();
     let trust = verified.trust;
     let accepted = tokio::task::spawn_blocking(move || {
-        store_all(&writer, &source_name, integration, &verified, decoded, now)
+        store_all(&writer, &source_name, &integration, &verified, decoded, now)
     })
     .await
     .map_err(|_| Refusal::new(ProblemType::StorageUnavailable, "store_write_failed"))??;

@@ -6,7 +6,7 @@
 //! This module does not handle requests; it only resolves names to checked credentials.
 
 use crate::config::{AuthScheme, SourceConfig, GENERIC_SOURCE};
-use crate::decode::{self, Decoder};
+use crate::decode::{self, Decoder, Integrations};
 use crate::ingest::auth::standard_webhooks::HmacSecret;
 use crate::ingest::auth::{AuthConfigError, SourceVerifier};
 use crate::secrets::{self, SecretFileError};
@@ -35,7 +35,7 @@ pub enum SourcesError {
     /// The auth error already names the source.
     #[error(transparent)]
     Auth(#[from] AuthConfigError),
-    #[error("source {name:?}: unknown integration {integration:?} (built in: {known})")]
+    #[error("source {name:?}: unknown integration {integration:?} (known: {known})")]
     UnknownIntegration { name: String, integration: String, known: String },
     #[error(transparent)]
     SecretFile(#[from] SecretFileError),
@@ -46,6 +46,7 @@ impl Sources {
     /// defines its own. Returns the path of a newly generated generic secret, if any.
     pub fn build(
         configured: &[SourceConfig],
+        integrations: &Integrations,
         data_dir: &Path,
     ) -> Result<(Sources, Option<PathBuf>), SourcesError> {
         let mut configs = configured.to_vec();
@@ -57,7 +58,7 @@ impl Sources {
         }
         let mut by_name = HashMap::new();
         for config in &configs {
-            let source = build_one(config)?;
+            let source = build_one(config, integrations)?;
             by_name.insert(config.name.clone(), Arc::new(source));
         }
         Ok((Sources { by_name: Arc::new(by_name) }, created))
@@ -75,13 +76,12 @@ impl Sources {
     }
 }
 
-fn build_one(config: &SourceConfig) -> Result<IngestSource, SourcesError> {
-    let decoder =
-        decode::decoder_for(&config.integration).ok_or_else(|| SourcesError::UnknownIntegration {
-            name: config.name.clone(),
-            integration: config.integration.clone(),
-            known: decode::BUILT_IN.join(", "),
-        })?;
+fn build_one(config: &SourceConfig, integrations: &Integrations) -> Result<IngestSource, SourcesError> {
+    let decoder = integrations.get(&config.integration).ok_or_else(|| SourcesError::UnknownIntegration {
+        name: config.name.clone(),
+        integration: config.integration.clone(),
+        known: integrations.names(),
+    })?;
     let verifier = SourceVerifier::from_config(config)?;
     Ok(IngestSource { name: config.name.clone(), verifier, decoder })
 }
