@@ -68,7 +68,8 @@ fn check(expect_file: &Path, integrations: &Integrations) -> Result<(), String> 
     let decoder = integrations.get(&exp.integration).ok_or(format!("no integration {}", exp.integration))?;
     let mut actual = Vec::new();
     for (line, chunk) in split_payloads(decoder.parser(), &payload) {
-        let events = decoder.decode(chunk.as_bytes()).map_err(|e| format!("{}:{line}: {e}", input.display()))?;
+        let events =
+            decoder.decode(chunk.as_bytes()).map_err(|e| format!("{}:{line}: {e}", input.display()))?;
         for event in &events {
             actual.push(serde_json::to_value(DecodedView::new(decoder.name(), event)).unwrap());
         }
@@ -90,7 +91,12 @@ fn check(expect_file: &Path, integrations: &Integrations) -> Result<(), String> 
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!("{}:\n  {}\n  decoded: {}", exp.about, problems.join("\n  "), serde_json::to_string(&actual).unwrap()))
+        Err(format!(
+            "{}:\n  {}\n  decoded: {}",
+            exp.about,
+            problems.join("\n  "),
+            serde_json::to_string(&actual).unwrap()
+        ))
     }
 }
 
@@ -135,6 +141,9 @@ fn every_built_in_integration_has_samples_and_a_setup_guide() {
         let folder = repo().join("integrations").join(name);
         assert!(folder.join("README.md").is_file(), "integrations/{name}/README.md is missing");
         let needle = format!("\"integration\": \"{name}\"");
-        assert!(expectations.iter().any(|e| e.contains(&needle)), "no sample expectation for integration {name}");
+        assert!(
+            expectations.iter().any(|e| e.contains(&needle)),
+            "no sample expectation for integration {name}"
+        );
     }
 }

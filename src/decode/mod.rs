@@ -236,7 +236,15 @@ fn decode_generic(payload: &[u8]) -> Result<Decoded, DecodeError> {
     if !raw.get().trim_start().starts_with('{') {
         return Err(schema_error("expected a JSON object"));
     }
-    let body: EventBody = serde_json::from_str(raw.get()).map_err(|e| schema_error(&e.to_string()))?;
+    // The path of the offending field ("process.pid: invalid type …") tells the sender what
+    // to fix; serde's own message names only line and column.
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let body: EventBody = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        schema_error(&if field == "." { inner } else { format!("{field}: {inner}") })
+    })?;
+    de.end().map_err(|e| schema_error(&e.to_string()))?;
     check_limits(&body)?;
     Ok(Decoded { body, raw })
 }
