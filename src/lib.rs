@@ -22,6 +22,7 @@ pub mod event;
 pub mod ingest;
 pub mod secrets;
 pub mod server;
+pub mod sessions;
 pub mod store;
 pub mod telemetry;
 pub mod token;

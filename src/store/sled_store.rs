@@ -46,11 +46,17 @@ pub struct SledStore {
     /// The database; flush and size are database-wide, not per tree.
     db: sled::Db,
     /// Events keyed by id bytes, in arrival order.
-    events: sled::Tree,
+    pub(super) events: sled::Tree,
     /// Dedup keys with the first event's id and an expiry; outlives the events it points to.
     dedup: sled::Tree,
     /// The persistent event count (see the module doc).
-    meta: sled::Tree,
+    pub(super) meta: sled::Tree,
+    /// Registered agent sessions: session id (16 bytes) → `Session` JSON.
+    pub(super) sessions: sled::Tree,
+    /// The command ledger: session id (16 bytes) ‖ call id → `CommandRecord` JSON.
+    pub(super) ledger: sled::Tree,
+    /// Correlation results beside the events: event id (16 bytes) → `Correlation` JSON.
+    pub(super) correlations: sled::Tree,
     /// In-memory mirror of the persistent count so `event_count()` never touches sled (it would
     /// wait behind a flush). Signed: two commits' mirror updates can land out of order, so a
     /// sweep's decrement may briefly precede the increment of the insert it follows; the reader
@@ -75,6 +81,9 @@ impl SledStore {
         let meta = db.open_tree(META_TREE)?;
         let count = load_event_count(&events, &meta)?;
         Ok(SledStore {
+            sessions: db.open_tree("sessions")?,
+            ledger: db.open_tree("ledger")?,
+            correlations: db.open_tree("correlations")?,
             db,
             events,
             dedup,
