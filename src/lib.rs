@@ -16,6 +16,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod correlate;
 pub mod decode;
 pub mod directive;
 pub mod event;
