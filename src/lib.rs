@@ -21,6 +21,7 @@ pub mod decode;
 pub mod directive;
 pub mod event;
 pub mod ingest;
+pub mod pipeline;
 pub mod secrets;
 pub mod server;
 pub mod sessions;

@@ -12,6 +12,7 @@ use crate::decode::{DecodeError, Decoded};
 use crate::event::SecurityEvent;
 use crate::ingest::auth::Verified;
 use crate::ingest::sources::{IngestSource, Sources};
+use crate::pipeline::{PipelineHandle, Ring};
 use crate::store::{DedupRecord, GroupCommit, PutOutcome, Store};
 use crate::telemetry;
 use axum::body::Bytes;
@@ -40,11 +41,18 @@ struct Inner {
     store: Arc<dyn Store>,
     /// Turns writes durable in batches; also the bounded queue that sheds load.
     commit: GroupCommit,
+    /// Rung once an event is durable; the pipeline takes it from there.
+    pipeline: PipelineHandle,
 }
 
 impl IngestState {
-    pub fn new(sources: Sources, store: Arc<dyn Store>, commit: GroupCommit) -> IngestState {
-        IngestState { inner: Arc::new(Inner { sources, store, commit }) }
+    pub fn new(
+        sources: Sources,
+        store: Arc<dyn Store>,
+        commit: GroupCommit,
+        pipeline: PipelineHandle,
+    ) -> IngestState {
+        IngestState { inner: Arc::new(Inner { sources, store, commit, pipeline }) }
     }
 }
 
@@ -173,6 +181,13 @@ async fn accept(
     .await
     .map_err(|_| Refusal::new(ProblemType::StorageUnavailable, "store_write_failed"))??;
     slot.durable().await.map_err(|_| Refusal::new(ProblemType::StorageUnavailable, "flush_failed"))?;
+    if !accepted.duplicate {
+        let ids =
+            if accepted.event_ids.is_empty() { vec![accepted.event_id] } else { accepted.event_ids.clone() };
+        for id in ids {
+            state.inner.pipeline.ring(Ring::Stored(id));
+        }
+    }
     Ok((accepted, trust))
 }
 
