@@ -370,6 +370,25 @@ mod tests {
     }
 
     #[test]
+    fn audit_payloads_decode_per_event_with_the_record_text_as_raw() {
+        let auditd = Integrations::built_in().unwrap().get("auditd").unwrap();
+        assert_eq!(auditd.parser(), ParserKind::Audit);
+        let first = "type=SYSCALL msg=audit(1700000000.5:7): pid=42 success=no exit=-13\ntype=CWD msg=audit(1700000000.5:7): cwd=\"/\"";
+        let text = format!("{first}\ntype=SYSCALL msg=audit(1700000000.6:8): pid=43 success=yes exit=0\n");
+        assert_eq!(split_payloads(ParserKind::Audit, &text).len(), 2);
+        let decoded = auditd.decode(text.as_bytes()).unwrap();
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded[0].body.disposition, Disposition::Denied);
+        assert_eq!(decoded[0].body.process.as_ref().unwrap().pid, Some(42));
+        let raw: String = serde_json::from_str(decoded[0].raw.get()).unwrap();
+        assert_eq!(raw, first);
+        assert_eq!(decoded[1].body.disposition, Disposition::Detected);
+        for bad in [&b"not an audit record"[..], b"", b"\xff\xfe"] {
+            assert!(matches!(auditd.decode(bad), Err(DecodeError::Schema { .. })), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn pid_zero_is_not_a_process() {
         assert!(Decoder::Generic.decode(br#"{"process":{"pid":0}}"#).is_err());
     }
