@@ -61,7 +61,7 @@ const MAX_ARGS: usize = 4096;
 pub enum AuditError {
     #[error("no audit records")]
     Empty,
-    #[error("line {line} is not an audit record (no `audit(EPOCH.MS:SERIAL)` stamp)")]
+    #[error("not an audit record (no `audit(EPOCH.MS:SERIAL)` stamp) at line {line} of the event")]
     NoStamp { line: usize },
     #[error("line {line} belongs to audit event {found}, not to {expected} like the lines before it")]
     MixedEvents { line: usize, expected: String, found: String },
@@ -526,12 +526,27 @@ fn parse_body(body: &str, record: &str, nested: bool) -> Map<String, Value> {
 // Events.
 // ---------------------------------------------------------------------------------------------
 
-/// One parsed record.
-struct Record {
+/// Which event a record belongs to: serials are only unique per node and boot.
+#[derive(PartialEq, Eq)]
+struct EventId {
     node: Option<String>,
-    kind: String,
     time: String,
     serial: String,
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(node) = &self.node {
+            write!(f, "{node} ")?;
+        }
+        write!(f, "{}:{}", self.time, self.serial)
+    }
+}
+
+/// One parsed record.
+struct Record {
+    id: EventId,
+    kind: String,
     fields: Map<String, Value>,
 }
 
@@ -550,19 +565,18 @@ fn parse_record(line: &str) -> Option<Record> {
             fields.insert("enriched".into(), Value::Object(interpreted));
         }
     }
-    Some(Record {
+    let id = EventId {
         node: head.node.map(str::to_string),
-        kind: head.kind,
         time: head.time.to_string(),
         serial: head.serial.to_string(),
-        fields,
-    })
+    };
+    Some(Record { id, kind: head.kind, fields })
 }
 
 /// Parses one event's records (as grouped by [`group_lines`]) into the JSON object described
 /// in the module documentation. Every line must carry the same stamp (and node).
 pub fn to_json(group: &str) -> Result<Value, AuditError> {
-    let mut first: Option<Record> = None;
+    let mut first: Option<EventId> = None;
     let mut types: Vec<Value> = Vec::new();
     let mut by_type = Map::new();
     let mut paths = Vec::new();
@@ -574,54 +588,51 @@ pub fn to_json(group: &str) -> Result<Value, AuditError> {
         if is_noise(line) {
             continue;
         }
-        let record = parse_record(line).ok_or(AuditError::NoStamp { line: i + 1 })?;
-        let key = |r: &Record| {
-            format!("{}{}:{}", r.node.as_deref().map_or(String::new(), |n| format!("{n} ")), r.time, r.serial)
-        };
-        if let Some(f) = &first {
-            if (&f.node, &f.time, &f.serial) != (&record.node, &record.time, &record.serial) {
-                return Err(AuditError::MixedEvents { line: i + 1, expected: key(f), found: key(&record) });
+        let Record { id, kind, fields } = parse_record(line).ok_or(AuditError::NoStamp { line: i + 1 })?;
+        match &first {
+            Some(expected) if *expected != id => {
+                return Err(AuditError::MixedEvents {
+                    line: i + 1,
+                    expected: expected.to_string(),
+                    found: id.to_string(),
+                });
             }
+            Some(_) => {}
+            None => first = Some(id),
         }
-        if record.kind == "EOE" || records >= MAX_RECORDS_PER_EVENT {
+        if kind == "EOE" || records >= MAX_RECORDS_PER_EVENT {
             continue;
         }
         records += 1;
-        let Record { kind, fields, .. } = &record;
         if !types.iter().any(|t| t == kind.as_str()) {
             types.push(Value::String(kind.clone()));
         }
         match kind.as_str() {
-            "PATH" => paths.push(Value::Object(fields.clone())),
+            "PATH" => paths.push(Value::Object(fields)),
             "EXECVE" => {
                 let merged = execve.get_or_insert_with(Map::new);
                 for (k, v) in fields {
-                    merged.entry(k.clone()).or_insert_with(|| v.clone());
+                    merged.entry(k).or_insert(v);
                 }
             }
-            _ if by_type.contains_key(kind) => {
-                if let Value::Array(list) =
-                    more.entry(kind.clone()).or_insert_with(|| Value::Array(Vec::new()))
-                {
-                    list.push(Value::Object(fields.clone()));
+            _ if by_type.contains_key(&kind) => {
+                if let Value::Array(list) = more.entry(kind).or_insert_with(|| Value::Array(Vec::new())) {
+                    list.push(Value::Object(fields));
                 }
             }
             _ => {
-                by_type.insert(kind.clone(), Value::Object(fields.clone()));
+                by_type.insert(kind, Value::Object(fields));
             }
         }
-        if first.is_none() {
-            first = Some(record);
-        }
     }
-    let Some(first) = first else { return Err(AuditError::Empty) };
+    let Some(first) = first.filter(|_| records > 0) else { return Err(AuditError::Empty) };
 
     let mut event = Map::new();
     event.insert("stamp".into(), Value::String(format!("{}:{}", first.time, first.serial)));
-    event.insert("time".into(), Value::String(first.time.clone()));
-    event.insert("serial".into(), Value::String(first.serial.clone()));
-    let (node, node_source) = match (&first.node, local_hostname()) {
-        (Some(n), _) => (Some(n.clone()), "record"),
+    event.insert("time".into(), Value::String(first.time));
+    event.insert("serial".into(), Value::String(first.serial));
+    let (node, node_source) = match (first.node, local_hostname()) {
+        (Some(n), _) => (Some(n), "record"),
         (None, Some(h)) => (Some(h.to_string()), "local-hostname"),
         (None, None) => (None, "none"),
     };
@@ -1029,6 +1040,17 @@ mod tests {
                 if let Ok(v) = to_json(group) {
                     prop_assert!(v.get("stamp").is_some());
                 }
+            }
+        }
+
+        #[test]
+        fn the_grouper_keeps_few_events_open(text in audit_like_text()) {
+            let mut grouper = AuditGrouper::new();
+            for (i, line) in text.lines().enumerate() {
+                for (_, group) in grouper.push_line(i + 1, line) {
+                    prop_assert!(group.len() <= MAX_EVENT_BYTES);
+                }
+                prop_assert!(grouper.pending() <= REORDER_WINDOW);
             }
         }
 
