@@ -3,7 +3,9 @@
 //! `tests/data/samples/*.expect.json` each name an input and the integration, and list, per
 //! decoded event, the normalized fields that must be present with exactly these values (a
 //! subset match: fields not listed are not checked, except that `absent` names fields that
-//! must NOT be set — e.g. a vendor graph id that must never become `process.pid`).
+//! must NOT be set — e.g. a vendor graph id that must never become `process.pid`). The expected
+//! string `"${hostname}"` stands for this machine's name (local sources such as audit logs
+//! without `node=` report the host they are read on).
 //!
 //! Inputs are either our own samples (`integrations/<name>/samples/…`, path relative to the
 //! repository) or the published vendor payloads beside the repository
@@ -53,6 +55,12 @@ fn subset_mismatches(expected: &Value, actual: &Value, at: &str, out: &mut Vec<S
                     Some(av) => subset_mismatches(ev, av, &here, out),
                     None => out.push(format!("{here}: expected {ev}, missing")),
                 }
+            }
+        }
+        (Value::String(e), a) if e == "${hostname}" => {
+            let here = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+            if a.as_str() != Some(here.as_str()) {
+                out.push(format!("{at}: expected this machine's name {here:?}, got {a}"));
             }
         }
         (e, a) if e != a => out.push(format!("{at}: expected {e}, got {a}")),
