@@ -9,6 +9,8 @@
 //! - [`decode`]: integration decoders that turn vendor payloads into [`event::EventBody`].
 //! - [`event`]: the normalized [`event::SecurityEvent`].
 //! - [`store`]: the durable event store (sled) and its group commit.
+//! - [`sessions`]: agent sessions; so far the shell-command normalization that correlation and
+//!   the retry gate share ([`sessions::shell`]).
 //! - [`api`]: SOC read routes, health, metrics and the OpenAPI document.
 //! - [`directive`]: the broker's signing key; the only code that reads it.
 //! - [`config`](mod@config): `haltwire.toml`.
@@ -22,6 +24,7 @@ pub mod event;
 pub mod ingest;
 pub mod secrets;
 pub mod server;
+pub mod sessions;
 pub mod store;
 pub mod telemetry;
 pub mod token;
