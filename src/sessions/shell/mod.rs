@@ -16,12 +16,16 @@
 //! # The layers
 //! Each is usable on its own:
 //! - [`split_words`]: a POSIX-ish lexer (quotes, escapes, operators, redirections,
-//!   here-documents, substitutions kept as written).
+//!   here-documents, substitutions kept as written);
+//! - [`parse`]: a list of pipelines of simple commands ([`Script`]);
+//! - [`unwrap`]: the same after peeling shells' `-c`, Claude Code's snapshot wrapper
+//!   (`source SNAPSHOT && eval 'CMD' … && pwd -P >| /tmp/claude-…-cwd`), `eval`, `env`,
+//!   `timeout`, `nohup`, `nice`, `sudo`, `xargs` and friends, recursively.
 //!
 //! # Guarantees
 //! Nothing here panics or fails on any input: unbalanced quotes give best-effort words and a
-//! flag ([`Words::unbalanced`]); input is capped at [`MAX_INPUT_BYTES`] and [`MAX_TOKENS`], so
-//! work is bounded.
+//! note ([`Notes`]); input is capped at [`MAX_INPUT_BYTES`] and [`MAX_TOKENS`], and re-parsing
+//! nests at most [`MAX_DEPTH`] levels, so work is bounded.
 //!
 //! # What it deliberately does not do
 //! It executes and expands nothing (no `$VAR`, globs, `~`, aliases or functions), reads no
@@ -30,8 +34,15 @@
 //! skipped). It knows nothing about HTTP, storage, events, sessions or policies, and it does
 //! not decide whether two commands are "the same" for a policy: it supplies the facts.
 
+mod getopt;
+mod programs;
+mod syntax;
 mod words;
+mod wrappers;
 
+pub use programs::{family, FETCH};
+pub use syntax::{basename, parse, Command, Connector, Item, Notes, Peeled, Redirect, Script};
 pub use words::{
     join_words, quote_word, split_words, Op, RedirOp, Token, Word, Words, MAX_INPUT_BYTES, MAX_TOKENS,
 };
+pub use wrappers::{unwrap, MAX_DEPTH};
