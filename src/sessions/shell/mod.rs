@@ -20,7 +20,8 @@
 //! - [`parse`]: a list of pipelines of simple commands ([`Script`]);
 //! - [`unwrap`]: the same after peeling shells' `-c`, Claude Code's snapshot wrapper
 //!   (`source SNAPSHOT && eval 'CMD' … && pwd -P >| /tmp/claude-…-cwd`), `eval`, `env`,
-//!   `timeout`, `nohup`, `nice`, `sudo`, `xargs` and friends, recursively.
+//!   `timeout`, `nohup`, `nice`, `sudo`, `xargs` and friends, recursively;
+//! - [`similarity`]: a score for "the same command" between two unwrapped scripts.
 //!
 //! # Guarantees
 //! Nothing here panics or fails on any input: unbalanced quotes give best-effort words and a
@@ -36,11 +37,13 @@
 
 mod getopt;
 mod programs;
+mod similarity;
 mod syntax;
 mod words;
 mod wrappers;
 
 pub use programs::{family, FETCH};
+pub use similarity::{normalized_argv, similarity};
 pub use syntax::{basename, parse, Command, Connector, Item, Notes, Peeled, Redirect, Script};
 pub use words::{
     join_words, quote_word, split_words, Op, RedirOp, Token, Word, Words, MAX_INPUT_BYTES, MAX_TOKENS,
