@@ -51,6 +51,11 @@ impl Scan {
     pub fn values<'s>(&'s self, names: &'s [&str]) -> impl Iterator<Item = &'s str> + 's {
         self.opts.iter().filter(|o| names.contains(&o.name.as_str())).filter_map(|o| o.value.as_deref())
     }
+
+    /// The operand words themselves.
+    pub fn operand_words<'a>(&self, args: &'a [String]) -> Vec<&'a str> {
+        self.operands.iter().filter_map(|&i| args.get(i).map(String::as_str)).collect()
+    }
 }
 
 /// Read `args` (without `argv[0]`) according to `spec`.
@@ -120,10 +125,6 @@ fn short_cluster(arg: &str, args: &[String], mut next: usize, spec: &Spec, opts:
 mod tests {
     use super::*;
 
-    fn operand_words<'a>(s: &Scan, args: &'a [String]) -> Vec<&'a str> {
-        s.operands.iter().filter_map(|&i| args.get(i).map(String::as_str)).collect()
-    }
-
     fn args(s: &[&str]) -> Vec<String> {
         s.iter().map(|a| a.to_string()).collect()
     }
@@ -136,20 +137,20 @@ mod tests {
         assert!(s.has(&["-q"]));
         assert_eq!(s.values(&["-O", "--output-document"]).collect::<Vec<_>>(), ["-", "f"]);
         assert_eq!(s.values(&["--tries"]).collect::<Vec<_>>(), ["3"]);
-        assert_eq!(operand_words(&s, &a), ["http://x"]);
+        assert_eq!(s.operand_words(&a), ["http://x"]);
     }
 
     #[test]
     fn stop_at_operand_and_double_dash() {
         let spec = Spec { short_values: "sk", stop_at_operand: true, ..Spec::FLAGS };
         let a = args(&["-s", "KILL", "5", "cmd", "-x"]);
-        assert_eq!(operand_words(&scan(&a, &spec), &a), ["5", "cmd", "-x"]);
+        assert_eq!(scan(&a, &spec).operand_words(&a), ["5", "cmd", "-x"]);
         let a = args(&["-r", "--", "-weird", "b"]);
-        assert_eq!(operand_words(&scan(&a, &Spec::FLAGS), &a), ["-weird", "b"]);
+        assert_eq!(scan(&a, &Spec::FLAGS).operand_words(&a), ["-weird", "b"]);
         // GNU order: options after operands still count.
         let a = args(&["a", "b", "-r"]);
         let s = scan(&a, &Spec::FLAGS);
-        assert_eq!(operand_words(&s, &a), ["a", "b"]);
+        assert_eq!(s.operand_words(&a), ["a", "b"]);
         assert!(s.has(&["-r"]));
     }
 
@@ -161,7 +162,7 @@ mod tests {
         let i: Vec<_> = s.opts.iter().filter(|o| o.name == "-i").map(|o| o.value.clone()).collect();
         assert_eq!(i, [Some(".bak".to_string()), None]);
         assert_eq!(s.values(&["-e"]).collect::<Vec<_>>(), ["p"]);
-        assert_eq!(operand_words(&s, &a), ["f"]);
+        assert_eq!(s.operand_words(&a), ["f"]);
     }
 
     #[test]

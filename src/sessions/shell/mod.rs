@@ -21,7 +21,13 @@
 //! - [`unwrap`]: the same after peeling shells' `-c`, Claude Code's snapshot wrapper
 //!   (`source SNAPSHOT && eval 'CMD' … && pwd -P >| /tmp/claude-…-cwd`), `eval`, `env`,
 //!   `timeout`, `nohup`, `nice`, `sudo`, `xargs` and friends, recursively;
+//! - [`facts`]: executables, paths resolved against the cwd, URLs, hosts, writes, inline code
+//!   and pipe shapes ([`CommandFacts`]);
 //! - [`similarity`]: a score for "the same command" between two unwrapped scripts.
+//!
+//! Smaller helpers are public for the same callers: [`resolve_path`], [`looks_like_path`],
+//! [`family`], [`normalize_host`], [`patch_files`] (files an `apply_patch`/diff names), and
+//! [`quote_word`]/[`join_words`].
 //!
 //! # Guarantees
 //! Nothing here panics or fails on any input: unbalanced quotes give best-effort words and a
@@ -36,12 +42,23 @@
 //! not decide whether two commands are "the same" for a policy: it supplies the facts.
 
 mod getopt;
+mod net;
+mod objects;
+mod patches;
+mod paths;
 mod programs;
 mod similarity;
 mod syntax;
 mod words;
 mod wrappers;
 
+#[cfg(test)]
+mod tests;
+
+pub use net::normalize_host;
+pub use objects::{facts, facts_of, CommandFacts, InlineCode, EXEC};
+pub use patches::patch_files;
+pub use paths::{looks_like_path, resolve_path};
 pub use programs::{family, FETCH};
 pub use similarity::{normalized_argv, similarity};
 pub use syntax::{basename, parse, Command, Connector, Item, Notes, Peeled, Redirect, Script};
