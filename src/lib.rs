@@ -9,6 +9,9 @@
 //! - [`decode`]: integration decoders that turn vendor payloads into [`event::EventBody`].
 //! - [`event`]: the normalized [`event::SecurityEvent`].
 //! - [`store`]: the durable event store (sled) and its group commit.
+//! - [`sessions`]: agent sessions, the command ledger, `/proc` ancestry and the shell parser.
+//! - [`correlate`]: which session and tool call caused an event, with evidence.
+//! - [`pipeline`]: the spine that runs the stages after ingest, in order.
 //! - [`api`]: SOC read routes, health, metrics and the OpenAPI document.
 //! - [`directive`]: the broker's signing key; the only code that reads it.
 //! - [`config`](mod@config): `haltwire.toml`.
