@@ -17,6 +17,7 @@
 //! - [`config`](mod@config): `haltwire.toml`.
 
 pub mod api;
+pub mod block;
 pub mod cli;
 pub mod config;
 pub mod correlate;

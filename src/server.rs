@@ -5,6 +5,7 @@
 //! any of them work.
 
 use crate::api::{self, ApiState};
+use crate::block::active::ActiveBlocks;
 use crate::config::{Config, StoreConfig, DEFAULT_MAX_BODY_BYTES};
 use crate::correlate::tracker::Tracker;
 use crate::correlate::Correlator;
@@ -129,7 +130,8 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
     let metrics = install_metrics()?;
     let sled = Arc::new(SledStore::open(&data_dir.join("store"), config.store.cache_bytes)?);
     let store: Arc<dyn Store> = sled.clone();
-    let session_store: Arc<dyn SessionStore> = sled;
+    let session_store: Arc<dyn SessionStore> = sled.clone();
+    let blocks = Arc::new(ActiveBlocks::load(sled)?);
     let commit = GroupCommit::start(store.clone(), config.ingest.commit_queue);
     let ready = Arc::new(AtomicBool::new(false));
 
@@ -144,7 +146,8 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
     let correlator = Arc::new(Correlator::new(Procfs::default(), local_host, tracker.clone()));
     let (pipeline, pipeline_thread) =
         Pipeline::start(store.clone(), session_store.clone(), correlator).map_err(ServeError::Serve)?;
-    let upkeep = SessionUpkeep::start(registry.clone(), tracker).map_err(ServeError::Serve)?;
+    let upkeep =
+        SessionUpkeep::start(registry.clone(), tracker, blocks.clone()).map_err(ServeError::Serve)?;
 
     let max_body = config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
     let app = ingest_http::router(
@@ -157,6 +160,7 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
         registry,
         commit: commit.clone(),
         pipeline,
+        blocks,
         tokens: Arc::new(tokens),
         metrics: Some(metrics.clone()),
         ready: ready.clone(),
@@ -267,7 +271,8 @@ fn local_hostname() -> String {
     hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".to_string())
 }
 
-/// A background thread that ends sessions whose agent is gone and feeds the process tracker.
+/// A background thread that ends sessions whose agent is gone, expires blocks whose time ran
+/// out, and feeds the process tracker.
 /// A thread, not a task: both jobs read `/proc` and sled, which block.
 pub struct SessionUpkeep {
     stop: Arc<AtomicBool>,
@@ -281,7 +286,11 @@ impl SessionUpkeep {
     /// How often dead or idle sessions are reaped.
     const REAP_EVERY: Duration = Duration::from_secs(2);
 
-    fn start(registry: Arc<Registry>, tracker: Tracker) -> std::io::Result<SessionUpkeep> {
+    fn start(
+        registry: Arc<Registry>,
+        tracker: Tracker,
+        blocks: Arc<ActiveBlocks>,
+    ) -> std::io::Result<SessionUpkeep> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name("haltwire-sessions".into()).spawn(move || {
@@ -299,6 +308,14 @@ impl SessionUpkeep {
                             }
                         }
                         Err(err) => tracing::warn!(%err, "session reaping failed"),
+                    }
+                    match blocks.expire_lapsed(time::OffsetDateTime::now_utc()) {
+                        Ok(expired) => {
+                            for block in expired {
+                                tracing::info!(block_id = %block.block_id, "block expired");
+                            }
+                        }
+                        Err(err) => tracing::warn!(%err, "block expiry failed"),
                     }
                     last_reap = std::time::Instant::now();
                 }

@@ -3,10 +3,12 @@
 //! Routes here only read through the store's public trait and check API tokens; they know
 //! nothing of webhook authentication or decoding. Errors are RFC 9457 problems ([`problem`]).
 
+pub mod blocks;
 pub mod openapi;
 pub mod problem;
 pub mod sessions;
 
+use crate::block::active::ActiveBlocks;
 use crate::event::{Correlation, SecurityEvent};
 use crate::pipeline::PipelineHandle;
 use crate::sessions::registry::Registry;
@@ -44,6 +46,8 @@ pub struct ApiState {
     pub commit: GroupCommit,
     /// Rung when a ledger changes, so unmatched events can bind late.
     pub pipeline: PipelineHandle,
+    /// Active blocks and the retry gate.
+    pub blocks: Arc<ActiveBlocks>,
     /// Checks the bearer tokens of `/v1` routes.
     pub tokens: Arc<TokenKey>,
     /// Renders `/metrics`; `None` when no recorder is installed (library tests).
@@ -54,6 +58,7 @@ pub struct ApiState {
 
 pub fn router(state: ApiState) -> Router {
     let sessions = sessions::router(state.clone());
+    let blocks = blocks::router(state.clone());
     Router::new()
         .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(get_event))
@@ -63,6 +68,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi.json", get(openapi::serve))
         .with_state(state)
         .merge(sessions)
+        .merge(blocks)
 }
 
 /// Checks `Authorization: Bearer <token>` for one of `roles`: 401 if absent or invalid, 403
@@ -100,6 +106,9 @@ pub struct EventView {
     /// Absent until the pipeline has correlated the event (normally within a second).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation: Option<Correlation>,
+    /// The block a policy created from this event, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_id: Option<Uuid>,
 }
 
 /// A page of events, oldest first.
@@ -138,9 +147,9 @@ pub async fn list_events(
         return Err(invalid("`limit` must be between 1 and 1000"));
     }
     let query = EventQuery { after: params.after, since, limit };
-    let (store, sessions) = (state.store.clone(), state.sessions.clone());
+    let (store, sessions, blocks) = (state.store.clone(), state.sessions.clone(), state.blocks.clone());
     let events = tokio::task::spawn_blocking(move || -> Result<Vec<EventView>, crate::store::StoreError> {
-        store.events(&query)?.into_iter().map(|event| with_correlation(&*sessions, event)).collect()
+        store.events(&query)?.into_iter().map(|event| view(&*sessions, &blocks, event)).collect()
     })
     .await
     .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?
@@ -166,9 +175,9 @@ pub async fn get_event(
 ) -> Result<Json<EventView>, Problem> {
     require_role(&headers, &state.tokens, &[Role::Soc])?;
     let Path(id) = id.map_err(|_| invalid("the event id must be a UUID"))?;
-    let (store, sessions) = (state.store.clone(), state.sessions.clone());
+    let (store, sessions, blocks) = (state.store.clone(), state.sessions.clone(), state.blocks.clone());
     let event = tokio::task::spawn_blocking(move || {
-        store.event(id)?.map(|e| with_correlation(&*sessions, e)).transpose()
+        store.event(id)?.map(|e| view(&*sessions, &blocks, e)).transpose()
     })
     .await
     .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?
@@ -176,12 +185,14 @@ pub async fn get_event(
     event.map(Json).ok_or_else(|| Problem::new(ProblemType::NotFound))
 }
 
-fn with_correlation(
+fn view(
     sessions: &dyn SessionStore,
+    blocks: &ActiveBlocks,
     event: SecurityEvent,
 ) -> Result<EventView, crate::store::StoreError> {
     let correlation = sessions.correlation(event.id)?;
-    Ok(EventView { event, correlation })
+    let block_id = blocks.block_of_event(event.id)?;
+    Ok(EventView { event, correlation, block_id })
 }
 
 /// Liveness: the process is up and serving HTTP.

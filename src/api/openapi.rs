@@ -22,6 +22,10 @@ use utoipa::{Modify, OpenApi};
         crate::api::sessions::list_commands,
         crate::api::sessions::record_outcome,
         crate::api::sessions::end,
+        crate::api::blocks::list,
+        crate::api::blocks::show,
+        crate::api::blocks::clear,
+        crate::api::blocks::check,
     ),
     components(schemas(
         crate::ingest::http::IngestAccepted,
@@ -36,6 +40,10 @@ use utoipa::{Modify, OpenApi};
         crate::sessions::registry::CommandPost,
         crate::api::sessions::Registered,
         crate::api::sessions::Recorded,
+        crate::block::Block,
+        crate::api::blocks::BlockList,
+        crate::api::blocks::CheckRequest,
+        crate::api::blocks::CheckAnswer,
     )),
     modifiers(&BearerAuth),
 )]

@@ -13,6 +13,7 @@
 //! concurrency lock (sled 0.34 holds it for reading during a flush and for writing during a
 //! transaction), so async callers must run them on `spawn_blocking`.
 
+pub mod blocks;
 mod commit;
 mod retention;
 pub mod sessions;
@@ -27,6 +28,7 @@ use uuid::Uuid;
 
 use crate::event::SecurityEvent;
 
+pub use blocks::BlockStore;
 pub use commit::{CommitSlot, GroupCommit, Overloaded};
 pub use retention::run_retention;
 pub use sessions::SessionStore;

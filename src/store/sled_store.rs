@@ -57,6 +57,10 @@ pub struct SledStore {
     pub(super) ledger: sled::Tree,
     /// Correlation results beside the events: event id (16 bytes) → `Correlation` JSON.
     pub(super) correlations: sled::Tree,
+    /// Blocks: block id (16 bytes) → `Block` JSON.
+    pub(super) blocks: sled::Tree,
+    /// Which block an event caused: event id → block id.
+    pub(super) event_blocks: sled::Tree,
     /// In-memory mirror of the persistent count so `event_count()` never touches sled (it would
     /// wait behind a flush). Signed: two commits' mirror updates can land out of order, so a
     /// sweep's decrement may briefly precede the increment of the insert it follows; the reader
@@ -84,6 +88,8 @@ impl SledStore {
             sessions: db.open_tree("sessions")?,
             ledger: db.open_tree("ledger")?,
             correlations: db.open_tree("correlations")?,
+            blocks: db.open_tree("blocks")?,
+            event_blocks: db.open_tree("event_blocks")?,
             db,
             events,
             dedup,
