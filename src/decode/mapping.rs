@@ -845,8 +845,8 @@ pub fn parse_time(text: &str, format: TimeFormat) -> Option<OffsetDateTime> {
             .ok()
             .or_else(|| OffsetDateTime::parse(text, &Iso8601::DEFAULT).ok())
             .or_else(|| parse_offset_without_colon(text)),
-        TimeFormat::UnixS => from_unix_nanos(text.parse::<f64>().ok()? * 1e9),
-        TimeFormat::UnixMs => from_unix_nanos(text.parse::<f64>().ok()? * 1e6),
+        TimeFormat::UnixS => from_unix_units(text, 1_000_000_000),
+        TimeFormat::UnixMs => from_unix_units(text, 1_000_000),
         TimeFormat::UnixNs => OffsetDateTime::from_unix_timestamp_nanos(text.parse::<i128>().ok()?).ok(),
         TimeFormat::Audit => from_decimal_seconds(text.split(':').next()?),
         TimeFormat::Ctime => {
@@ -869,6 +869,15 @@ fn from_decimal_seconds(text: &str) -> Option<OffsetDateTime> {
     }
     let nanos: i128 = format!("{frac:0<9}").parse().ok()?;
     OffsetDateTime::from_unix_timestamp_nanos(secs.parse::<i128>().ok()? * 1_000_000_000 + nanos).ok()
+}
+
+/// An epoch count of units of `nanos_per_unit`: integers exactly (a float would turn
+/// `…212400` ms into `…212399.999872`), fractions through a float.
+fn from_unix_units(text: &str, nanos_per_unit: i128) -> Option<OffsetDateTime> {
+    match text.parse::<i128>() {
+        Ok(n) => OffsetDateTime::from_unix_timestamp_nanos(n.checked_mul(nanos_per_unit)?).ok(),
+        Err(_) => from_unix_nanos(text.parse::<f64>().ok()? * nanos_per_unit as f64),
+    }
 }
 
 fn from_unix_nanos(nanos: f64) -> Option<OffsetDateTime> {
@@ -1311,6 +1320,11 @@ mod tests {
         assert_eq!(ts("2022-02-01T18:01:56.410123456Z", TimeFormat::Rfc3339), Some(1643738516));
         assert_eq!(ts("1412123850", TimeFormat::UnixS), Some(1412123850));
         assert_eq!(ts("1412123850000", TimeFormat::UnixMs), Some(1412123850));
+        let exact = |s: &str, f| parse_time(s, f).map(|t| t.unix_timestamp_nanos());
+        assert_eq!(exact("1686845212400", TimeFormat::UnixMs), Some(1_686_845_212_400_000_000));
+        assert_eq!(exact("1412123850", TimeFormat::UnixS), Some(1_412_123_850_000_000_000));
+        assert_eq!(ts("1412123850.5", TimeFormat::UnixS), Some(1412123850));
+        assert_eq!(exact("99999999999999999999999999", TimeFormat::UnixMs), None);
         assert_eq!(ts("1795320857.092:60", TimeFormat::Audit), Some(1795320857));
         let audit = parse_time("1170021493.977:293", TimeFormat::Audit).unwrap();
         assert_eq!(audit.nanosecond(), 977_000_000, "audit stamps are exact, not f64");
