@@ -3,6 +3,7 @@
 //! This is the binary's edge, so errors here are `anyhow` and are printed once, as
 //! `haltwire: <message>`, with exit code 1 (2 for usage errors, from clap).
 
+mod blocks;
 mod event;
 mod integrations;
 mod keys;
@@ -37,6 +38,9 @@ enum Command {
     /// Send events to a broker, or decode vendor events offline.
     #[command(subcommand)]
     Event(event::EventCommand),
+    /// List or clear active blocks (talks to a running broker).
+    #[command(subcommand)]
+    Blocks(blocks::BlocksCommand),
     /// List the integrations (decoders) this broker knows.
     #[command(subcommand)]
     Integrations(integrations::IntegrationsCommand),
@@ -86,6 +90,7 @@ pub fn main() -> ExitCode {
         Command::Token(cmd) => token::run(cmd),
         Command::Event(cmd) => event::run(cmd),
         Command::Integrations(cmd) => integrations::run(cmd),
+        Command::Blocks(cmd) => blocks::run(cmd),
     };
     match result {
         Ok(code) => code,
