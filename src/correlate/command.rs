@@ -540,6 +540,11 @@ fn split_tokens(word: &str) -> Vec<Tok> {
         .collect()
 }
 
+/// A path with the home directory written `~` (what [`compare`] does to every word).
+pub fn tilde(path: &str) -> String {
+    home_to_tilde(path)
+}
+
 /// `/home/<user>/x`, `/Users/<user>/x` and `/root/x` are written `~/x` (the shell expanded `~`).
 fn home_to_tilde(s: &str) -> String {
     for prefix in ["/home/", "/Users/"] {
@@ -604,9 +609,19 @@ fn simplify(mut t: Vec<Tok>) -> Vec<Tok> {
         }
     }
     if let Some(first) = t.first_mut() {
-        first.text = basename(&first.text).to_string();
+        first.text = program_name(&first.text).to_string();
     }
     t
+}
+
+/// A program as the user names it: the basename, without a script extension (`brew` runs
+/// `…/brew.sh`, `gcloud` runs `…/gcloud.py`).
+fn program_name(w: &str) -> &str {
+    let name = basename(w);
+    [".sh", ".bash", ".py", ".rb", ".pl", ".js", ".cjs", ".mjs"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext).filter(|stem| !stem.is_empty()))
+        .unwrap_or(name)
 }
 
 /// How many leading tokens a wrapper program and its options take.
@@ -671,12 +686,20 @@ fn interpreter_len(name: &str, t: &[Tok]) -> Option<usize> {
     let mut i = 1;
     while i < t.len() {
         let w = t[i].text.as_str();
-        if w == "-m" {
+        if w == "-m" && name.starts_with("python") {
             return (i + 1 < t.len()).then_some(i + 1);
         }
-        let shell_inline =
-            SHELLS.contains(&name) && w.starts_with('-') && !w.starts_with("--") && w.contains('c');
-        if matches!(w, "-c" | "-e" | "-i" | "-s" | "--eval" | "-p") || shell_inline {
+        // Inline code or an interactive interpreter: there is no script to name the command.
+        let inline = if SHELLS.contains(&name) {
+            w.starts_with('-') && !w.starts_with("--") && w.contains(['c', 's', 'i'])
+        } else if name.starts_with("python") {
+            matches!(w, "-c" | "-i")
+        } else if matches!(name, "node" | "nodejs" | "bun" | "deno") {
+            matches!(w, "-e" | "-p" | "-i" | "--eval" | "--print" | "--interactive")
+        } else {
+            w == "-e"
+        };
+        if inline {
             return None;
         }
         if !w.starts_with('-') {
@@ -841,6 +864,8 @@ mod tests {
             ("/usr/bin/ruby bin/rails db:migrate", "bundle exec rails db:migrate"),
             ("/bin/bash ./scripts/deploy.sh staging", "./scripts/deploy.sh staging"),
             ("sh get-docker.sh", "sudo -E sh get-docker.sh"),
+            ("/bin/bash -p /opt/homebrew/Library/Homebrew/brew.sh install jq", "brew install jq"),
+            ("node /usr/local/bin/npm ci", "npm ci"),
         ] {
             assert_eq!(compare(event, ledger).score, 1.0, "{event:?} vs {ledger:?}");
         }
