@@ -3,6 +3,7 @@
 //! This is the binary's edge, so errors here are `anyhow` and are printed once, as
 //! `haltwire: <message>`, with exit code 1 (2 for usage errors, from clap).
 
+mod bench;
 mod event;
 mod keys;
 mod serve;
@@ -36,6 +37,9 @@ enum Command {
     /// Send events to a broker (for vendors, scripts and tests).
     #[command(subcommand)]
     Event(event::EventCommand),
+    /// Measure ingest throughput, latency and start-up time (docs/performance.md).
+    #[command(subcommand, hide = true)]
+    Bench(bench::BenchCommand),
 }
 
 /// Where the data directory is, shared by every subcommand that reads it.
@@ -81,6 +85,7 @@ pub fn main() -> ExitCode {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Token(cmd) => token::run(cmd),
         Command::Event(cmd) => event::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
     };
     match result {
         Ok(code) => code,
