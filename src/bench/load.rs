@@ -91,6 +91,9 @@ pub struct LoadReport {
     /// Open loop only: how late the generator itself released each request (its own timer
     /// error, already included in the latencies above).
     pub dispatch_lag: Option<Latencies>,
+    /// CPU the generator itself used while sending, as a share of one core; near 100 % means
+    /// the generator, not the server, may be what limits the figures.
+    pub generator_cpu_pct: Option<f64>,
 }
 
 impl LoadReport {
@@ -130,7 +133,7 @@ impl LoadReport {
             "warmup": self.warmup,
             "body_bytes": self.body_bytes,
             "elapsed_s": self.elapsed.as_secs_f64(),
-            "events_per_sec": self.events_per_sec().round(),
+            "events_per_sec": self.events_per_sec().round() as u64,
             "p50_us": l.percentile_us(0.50),
             "p90_us": l.percentile_us(0.90),
             "p99_us": l.percentile_us(0.99),
@@ -138,6 +141,7 @@ impl LoadReport {
             "errors": self.error_count(),
             "errors_by_kind": self.errors,
             "dispatch_lag_p99_us": self.dispatch_lag.as_ref().map(|d| d.percentile_us(0.99)),
+            "generator_cpu_pct": self.generator_cpu_pct.map(|p| p.round()),
         })
     }
 
@@ -167,6 +171,9 @@ impl LoadReport {
         );
         for (kind, count) in &self.errors {
             out.push_str(&format!("\n  {kind}: {count}"));
+        }
+        if let Some(cpu) = self.generator_cpu_pct {
+            out.push_str(&format!("\ngenerator   {cpu:.0} % of one core while sending"));
         }
         if let Some(lag) = &self.dispatch_lag {
             out.push_str(&format!(
@@ -221,10 +228,15 @@ async fn run_async(settings: LoadSettings) -> Result<LoadReport, BenchError> {
     for _ in 0..settings.connections {
         senders.push(connect(plan.target.addr).await?);
     }
+    let cpu_before = process_cpu();
+    let sending = Instant::now();
     let (tally, elapsed) = match settings.rate {
         None => closed_loop(&plan, senders).await,
         Some(rate) => open_loop(&plan, senders, rate).await,
     };
+    let generator_cpu_pct = cpu_before
+        .zip(process_cpu())
+        .map(|(before, after)| 100.0 * (after - before).as_secs_f64() / sending.elapsed().as_secs_f64());
     Ok(LoadReport {
         rate: settings.rate,
         events: settings.events,
@@ -235,7 +247,18 @@ async fn run_async(settings: LoadSettings) -> Result<LoadReport, BenchError> {
         latencies: Latencies::from_micros(tally.latencies_us),
         errors: tally.errors,
         dispatch_lag: settings.rate.map(|_| Latencies::from_micros(tally.lag_us)),
+        generator_cpu_pct,
     })
+}
+
+/// User plus system CPU time of this process so far, from `/proc/self/stat` (Linux only; `None`
+/// elsewhere). The kernel reports it in USER_HZ ticks, which Linux fixes at 100 per second.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may itself contain spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 /// Where requests go: the socket address, and what goes in the request line and `Host`.
@@ -593,6 +616,12 @@ mod tests {
             assert_eq!(body.len(), size);
             assert!(Decoder::Generic.decode(&body).is_ok(), "{size}");
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn own_cpu_time_is_readable() {
+        assert!(process_cpu().is_some());
     }
 
     #[test]
