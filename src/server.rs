@@ -119,7 +119,7 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
     let ready = Arc::new(AtomicBool::new(false));
 
     let max_body = config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
-    let app = ingest_http::router(IngestState::new(sources.clone(), store.clone(), commit.clone()), max_body)
+    let app = ingest_http::router(IngestState::new(sources.clone(), commit.clone()), max_body)
         .merge(api::router(ApiState {
             store: store.clone(),
             tokens: Arc::new(tokens),
