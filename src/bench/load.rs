@@ -515,8 +515,8 @@ struct Job {
     released: Instant,
 }
 
-/// Open loop: a dispatcher thread releases request *i* at `t0 + i/rate`; the first idle
-/// connection takes it. Latency runs from `intended`, so time spent waiting for a free
+/// Open loop: the dispatcher releases request *i* at `t0 + i/rate`; the first idle connection
+/// takes it. Latency runs from `intended`, so time spent waiting for a free
 /// connection counts against the server.
 async fn open_loop(plan: &Arc<Plan>, senders: Vec<Sender>, rate: f64) -> (Tally, Duration) {
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
@@ -524,8 +524,6 @@ async fn open_loop(plan: &Arc<Plan>, senders: Vec<Sender>, rate: f64) -> (Tally,
     // A moment for the workers to reach their first `recv` before request 0 is due.
     let t0 = Instant::now() + Duration::from_millis(20);
     let count = plan.requests.len();
-    // A plain thread, not a tokio timer: tokio's timer wheel has 1 ms resolution, which would
-    // add up to 1 ms of the generator's own error to every latency.
     let dispatcher = std::thread::spawn(move || dispatch(&jobs_tx, count, rate, t0));
     let workers: Vec<_> = senders
         .into_iter()
@@ -543,13 +541,27 @@ fn interval(index: usize, rate: f64) -> Duration {
     Duration::from_secs_f64(index as f64 / rate)
 }
 
+/// How long before each intended time the dispatcher stops sleeping and spins: more than the
+/// kernel's default 50 µs timer slack plus the wake-up.
+const SPIN_FOR: Duration = Duration::from_micros(100);
+
 /// Releases each job at its intended time. Stops early if every worker is gone.
+///
+/// A plain thread, not a tokio timer (1 ms resolution, which would add up to 1 ms of the
+/// generator's own error to every latency). It sleeps until just before each intended time and
+/// spins the rest: a thread that mostly sleeps is woken promptly by the scheduler, where one
+/// that spins all the time competes with the runtime thread on the same core and gets
+/// descheduled for whole time slices.
 fn dispatch(jobs: &mpsc::UnboundedSender<Job>, count: usize, rate: f64, t0: Instant) {
     for index in 0..count {
         let intended = t0 + interval(index, rate);
-        let now = Instant::now();
-        if intended > now {
-            std::thread::sleep(intended - now);
+        if let Some(wait) = intended.checked_duration_since(Instant::now()) {
+            if wait > SPIN_FOR {
+                std::thread::sleep(wait - SPIN_FOR);
+            }
+        }
+        while Instant::now() < intended {
+            std::hint::spin_loop();
         }
         if jobs.send(Job { index, intended, released: Instant::now() }).is_err() {
             return;
