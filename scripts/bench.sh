@@ -19,7 +19,7 @@
 # Knobs (environment): CONNECTIONS="16 32 64 128" REPS=3 EVENTS=40000 WARMUP=4000
 #   OPEN_RATE=1000 OPEN_EVENTS=20000 OPEN_CONNECTIONS=16 STARTUP_RUNS=10
 #   SERVER_CPU=1 CLIENT_CPU=0 QUIET_IDLE_PCT=90 QUIET_WAIT_S=900 FOREIGN_MAX_PCT=5 MAX_TRIES=5
-#   SKIP_BUILD=
+#   HALTWIRE_BIN= (measure this binary instead of building; e.g. an older build to compare)
 
 set -euo pipefail
 
@@ -198,13 +198,16 @@ point() {
 # ---------------------------------------------------------------------------------------------
 
 cd "$ROOT"
-if [[ -z "${SKIP_BUILD:-}" ]]; then
+if [[ -n "${HALTWIRE_BIN:-}" ]]; then
+    log "using $HALTWIRE_BIN (no build)"
+    cp "$HALTWIRE_BIN" "$WORK/haltwire"
+else
     log "building (release; CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target})"
     cargo build --release --locked >&2
+    # A private copy: the target directory may be shared, and another build must not swap the
+    # binary out in the middle of the run.
+    cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/haltwire" "$WORK/haltwire"
 fi
-# A private copy: the target directory may be shared, and another build must not swap the
-# binary out in the middle of the run.
-cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/haltwire" "$WORK/haltwire"
 BIN=$WORK/haltwire
 
 umask 077
@@ -287,7 +290,7 @@ verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { ok = (op == "ge") ? v >=
 {
     echo "# haltwire ingest benchmark — $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
-    echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo ' (+ uncommitted changes)')"
+    echo "- binary: ${HALTWIRE_BIN:-built from $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo ' (+ uncommitted changes)')}"
     echo "- machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), kernel $(uname -r)"
     echo "- pinning: servers \`taskset -c $SERVER_CPU\`, load generator \`taskset -c $CLIENT_CPU\`"
     echo "- closed loop: $EVENTS measured events (+$WARMUP warm-up), median of $REPS runs, fresh data dir per run"
