@@ -15,8 +15,10 @@
 //! - [`api`]: SOC read routes, health, metrics and the OpenAPI document.
 //! - [`directive`]: the broker's signing key; the only code that reads it.
 //! - [`config`](mod@config): `haltwire.toml`.
+//! - [`bench`]: measurement tooling (`haltwire bench`); not on the data path.
 
 pub mod api;
+pub mod bench;
 pub mod block;
 pub mod cli;
 pub mod config;

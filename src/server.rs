@@ -150,25 +150,23 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
         SessionUpkeep::start(registry.clone(), tracker, blocks.clone()).map_err(ServeError::Serve)?;
 
     let max_body = config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
-    let app = ingest_http::router(
-        IngestState::new(sources.clone(), store.clone(), commit.clone(), pipeline.clone()),
-        max_body,
-    )
-    .merge(api::router(ApiState {
-        store: store.clone(),
-        sessions: session_store,
-        registry,
-        commit: commit.clone(),
-        pipeline,
-        blocks,
-        tokens: Arc::new(tokens),
-        metrics: Some(metrics.clone()),
-        ready: ready.clone(),
-    }))
-    .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        Duration::from_secs(30),
-    ));
+    let app =
+        ingest_http::router(IngestState::new(sources.clone(), commit.clone(), pipeline.clone()), max_body)
+            .merge(api::router(ApiState {
+                store: store.clone(),
+                sessions: session_store,
+                registry,
+                commit: commit.clone(),
+                pipeline,
+                blocks,
+                tokens: Arc::new(tokens),
+                metrics: Some(metrics.clone()),
+                ready: ready.clone(),
+            }))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(30),
+            ));
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -3,6 +3,7 @@
 //! This is the binary's edge, so errors here are `anyhow` and are printed once, as
 //! `haltwire: <message>`, with exit code 1 (2 for usage errors, from clap).
 
+mod bench;
 mod blocks;
 mod event;
 mod integrations;
@@ -44,6 +45,9 @@ enum Command {
     /// List the integrations (decoders) this broker knows.
     #[command(subcommand)]
     Integrations(integrations::IntegrationsCommand),
+    /// Measure ingest throughput, latency and start-up time (docs/performance.md).
+    #[command(subcommand, hide = true)]
+    Bench(bench::BenchCommand),
 }
 
 /// Where the data directory is, shared by every subcommand that reads it.
@@ -91,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Event(cmd) => event::run(cmd),
         Command::Integrations(cmd) => integrations::run(cmd),
         Command::Blocks(cmd) => blocks::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,9 +1,10 @@
 //! The durable event store: the [`Store`] trait, its value types and the sled implementation.
 //!
-//! Ingest writes each authenticated, decoded event here exactly once ([`Store::put_once`] checks
-//! and records the sender's dedup key in the same transaction), then waits on a [`GroupCommit`]
-//! slot so that its `202` means "survives `kill -9`" (DESIGN §5.2, §5.3) without paying one fsync
-//! per request (§5.10). The SOC API reads events back in arrival order; a background
+//! Ingest hands each authenticated, decoded event to a [`GroupCommit`] slot; the committer
+//! writes the events of every waiting request exactly once, in one transaction
+//! ([`Store::put_batch`] checks and records each sender's dedup key in it), then flushes, so
+//! that a `202` means "survives `kill -9`" (DESIGN §5.2, §5.3) without paying one transaction
+//! and one fsync per request (§5.10). The SOC API reads events back in arrival order; a background
 //! [`run_retention`] loop keeps the store within its age and size limits.
 //!
 //! Deliberately not here: HTTP, authentication, decoding and policy. The store does not know
@@ -41,9 +42,14 @@ pub trait Store: Send + Sync + 'static {
     /// present and not expired → [`PutOutcome::Duplicate`] with the existing event id and nothing
     /// is written; else the dedup entry (event id + `expires_at`) and the event are inserted.
     ///
-    /// NOT durable until a flush: callers hold a [`CommitSlot`] reserved before this call and
-    /// await [`CommitSlot::durable`] after it.
+    /// NOT durable until a flush. Ingest does not call this: it hands events to
+    /// [`CommitSlot::write`], which batches them into [`Store::put_batch`].
     fn put_once(&self, dedup: &DedupRecord, event: &SecurityEvent) -> Result<PutOutcome, StoreError>;
+
+    /// [`Store::put_once`] for each item, in order, all in one transaction: all are written or,
+    /// on error, none. An item whose key an earlier item of the batch claimed is a
+    /// [`PutOutcome::Duplicate`] of it. One outcome per item. Not durable until a flush.
+    fn put_batch(&self, items: &[PutRequest]) -> Result<Vec<PutOutcome>, StoreError>;
 
     /// One event by id; `None` if it was never stored or was removed by retention.
     fn event(&self, id: Uuid) -> Result<Option<SecurityEvent>, StoreError>;
@@ -76,6 +82,13 @@ pub struct DedupRecord {
     /// Unix seconds after which a delivery with the same key counts as new again. Bounded so the
     /// dedup tree cannot grow without limit.
     pub expires_at: i64,
+}
+
+/// One event to store once under its sender's dedup key (an item of [`Store::put_batch`]).
+#[derive(Debug, Clone)]
+pub struct PutRequest {
+    pub dedup: DedupRecord,
+    pub event: SecurityEvent,
 }
 
 /// What [`Store::put_once`] did.
@@ -157,6 +170,9 @@ pub enum StoreError {
     /// generated UUIDv7s, so this is a bug upstream; overwriting would silently lose an event.
     #[error("event id {0} already exists")]
     IdCollision(Uuid),
+    /// The group commit could not write this request's events; nothing of them was stored.
+    #[error("write failed: {0}")]
+    WriteFailed(#[source] Arc<StoreError>),
     /// The group flush this request waited on failed; shared by every request in the batch.
     #[error("flush failed: {0}")]
     FlushFailed(#[source] Arc<StoreError>),

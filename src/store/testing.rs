@@ -10,7 +10,9 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{DedupRecord, EventQuery, PutOutcome, Retention, SledStore, Store, StoreError, SweepReport};
+use super::{
+    DedupRecord, EventQuery, PutOutcome, PutRequest, Retention, SledStore, Store, StoreError, SweepReport,
+};
 use crate::event::{EventBody, SecurityEvent, Trust};
 
 pub(crate) fn open(dir: &Path) -> SledStore {
@@ -97,6 +99,9 @@ impl Probe {
 impl Store for ProbeStore {
     fn put_once(&self, dedup: &DedupRecord, event: &SecurityEvent) -> Result<PutOutcome, StoreError> {
         self.inner.put_once(dedup, event)
+    }
+    fn put_batch(&self, items: &[PutRequest]) -> Result<Vec<PutOutcome>, StoreError> {
+        self.inner.put_batch(items)
     }
     fn event(&self, id: Uuid) -> Result<Option<SecurityEvent>, StoreError> {
         self.inner.event(id)
