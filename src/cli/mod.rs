@@ -6,6 +6,7 @@
 mod event;
 mod integrations;
 mod keys;
+mod policy;
 mod serve;
 mod token;
 
@@ -40,6 +41,9 @@ enum Command {
     /// List the integrations (decoders) this broker knows.
     #[command(subcommand)]
     Integrations(integrations::IntegrationsCommand),
+    /// Check retry-policy folders and run the tests beside the policies.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// Where the data directory is, shared by every subcommand that reads it.
@@ -86,6 +90,7 @@ pub fn main() -> ExitCode {
         Command::Token(cmd) => token::run(cmd),
         Command::Event(cmd) => event::run(cmd),
         Command::Integrations(cmd) => integrations::run(cmd),
+        Command::Policy(cmd) => policy::run(cmd),
     };
     match result {
         Ok(code) => code,
