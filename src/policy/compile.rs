@@ -7,7 +7,7 @@
 //!
 //! This module does not know policies, actions or files on disk (that is `load`).
 
-use super::cond::{quote, CmpOp, Cond, Loc, Op, Test};
+use super::cond::{quote, CmpOp, Cond, Loc, Op, RegexSource, Test};
 use super::diag::{codes, did_you_mean, Pos, Sink, SourceFile};
 use super::fields::{self, Field, FieldType, FIELDS, SESSION_CHOICES, SEVERITIES};
 use super::yaml::{Kind, Node, Reader};
@@ -566,20 +566,27 @@ impl<'n, 's> Compiler<'n, 's> {
             }
         }
         let mut regexes = Vec::with_capacity(values.len());
+        let mut sources = Vec::with_capacity(values.len());
         let mut ok = true;
         for (v, at) in values {
-            let source = match op {
-                "re" => Ok(v.clone()),
-                "glob" => {
-                    glob_to_regex(v).map_err(|why| (codes::GLOB, format!("invalid glob {}: {why}", quote(v))))
+            let (pattern, source) = match op {
+                "re" => (Ok(v.clone()), RegexSource::Pattern(v.clone())),
+                "glob" => (
+                    glob_to_regex(v, nocase)
+                        .map_err(|why| (codes::GLOB, format!("invalid glob {}: {why}", quote(v)))),
+                    RegexSource::Glob { glob: v.clone(), nocase },
+                ),
+                // Only `nocase` text tests get here: ASCII letters fold, nothing else does.
+                "equals" | "in" => {
+                    (Ok(format!("^(?:{})$", nocase_literal(v))), RegexSource::NocaseText(v.clone()))
                 }
-                "equals" | "in" => Ok(format!("^(?:{})$", regex::escape(v))),
-                "contains" => Ok(regex::escape(v)),
-                "startswith" => Ok(format!("^(?:{})", regex::escape(v))),
-                _ => Ok(format!("(?:{})$", regex::escape(v))),
+                "contains" => (Ok(nocase_literal(v)), RegexSource::NocaseText(v.clone())),
+                "startswith" => {
+                    (Ok(format!("^(?:{})", nocase_literal(v))), RegexSource::NocaseText(v.clone()))
+                }
+                _ => (Ok(format!("(?:{})$", nocase_literal(v))), RegexSource::NocaseText(v.clone())),
             };
-            let compiled = source.and_then(|src| {
-                let src = if nocase { format!("(?i){src}") } else { src };
+            let compiled = pattern.and_then(|src| {
                 compile_regex(&src).map_err(|why| {
                     if op == "glob" {
                         (codes::GLOB, format!("invalid glob {}: {why}", quote(v)))
@@ -589,14 +596,17 @@ impl<'n, 's> Compiler<'n, 's> {
                 })
             });
             match compiled {
-                Ok(r) => regexes.push(r),
+                Ok(r) => {
+                    regexes.push(r);
+                    sources.push(source);
+                }
                 Err((code, why)) => {
                     self.error(at.file, at.pos, code, why);
                     ok = false;
                 }
             }
         }
-        ok.then_some(Op::Regex { regexes, all })
+        ok.then_some(Op::Regex { regexes, sources, all })
     }
 }
 
@@ -630,8 +640,9 @@ pub(crate) fn compile_regex(pattern: &str) -> Result<Regex, String> {
 
 /// A shell-style glob as an anchored regex: `*` is any run of characters except `/`, `**` any
 /// run including `/`, `?` one character except `/`, `[abc]`/`[a-z]`/`[!abc]` a class, `\x` a
-/// literal `x`.
-pub(crate) fn glob_to_regex(glob: &str) -> Result<String, String> {
+/// literal `x`. With `nocase`, ASCII letters outside classes match either case.
+pub(crate) fn glob_to_regex(glob: &str, nocase: bool) -> Result<String, String> {
+    let lit = |c: char| if nocase { nocase_literal(&c.to_string()) } else { regex::escape(&c.to_string()) };
     let chars: Vec<char> = glob.chars().collect();
     let mut out = String::from("^");
     let mut i = 0;
@@ -650,7 +661,7 @@ pub(crate) fn glob_to_regex(glob: &str) -> Result<String, String> {
             '?' => out.push_str("[^/]"),
             '\\' => {
                 let Some(c) = chars.get(i + 1) else { return Err("it ends with a lone `\\`".into()) };
-                out.push_str(&regex::escape(&c.to_string()));
+                out.push_str(&lit(*c));
                 i += 1;
             }
             '[' => {
@@ -685,7 +696,7 @@ pub(crate) fn glob_to_regex(glob: &str) -> Result<String, String> {
                 out.push(']');
                 i = j;
             }
-            c => out.push_str(&regex::escape(&c.to_string())),
+            c => out.push_str(&lit(c)),
         }
         i += 1;
     }
@@ -693,7 +704,24 @@ pub(crate) fn glob_to_regex(glob: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// Values as written, for explanations: one quoted value, or a capped list.
+/// A literal as a regex in which ASCII letters match either case (`Ab` → `[aA][bB]`) and
+/// nothing else folds: exactly what an ASCII case-insensitive substring search finds, which the
+/// prefilter relies on.
+pub(crate) fn nocase_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if c.is_ascii_alphabetic() {
+            out.push('[');
+            out.push(c.to_ascii_lowercase());
+            out.push(c.to_ascii_uppercase());
+            out.push(']');
+        } else {
+            out.push_str(&regex::escape(&c.to_string()));
+        }
+    }
+    out
+}
+
 /// Values as written, for explanations: one value, or a capped list; text is quoted.
 fn show_values(values: &[(String, Loc)], max: usize, text: bool) -> String {
     let show = |v: &str| if text { quote(v) } else { v.to_string() };
@@ -712,7 +740,7 @@ mod tests {
     use super::*;
 
     fn glob(g: &str, s: &str) -> bool {
-        let re = glob_to_regex(g).and_then(|r| compile_regex(&r));
+        let re = glob_to_regex(g, false).and_then(|r| compile_regex(&r));
         match re {
             Ok(re) => re.is_match(s),
             Err(e) => panic!("{g}: {e}"),
@@ -736,8 +764,8 @@ mod tests {
 
     #[test]
     fn malformed_globs_are_refused() {
-        assert!(glob_to_regex("[abc").is_err());
-        assert!(glob_to_regex("abc\\").is_err());
+        assert!(glob_to_regex("[abc", false).is_err());
+        assert!(glob_to_regex("abc\\", true).is_err());
     }
 
     #[test]

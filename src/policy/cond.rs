@@ -108,15 +108,30 @@ pub(crate) enum Op {
         values: Vec<String>,
         all: bool,
     },
-    /// `re`, `glob` and every `nocase` text test.
+    /// `re`, `glob` and every `nocase` text test; `sources` says how each was written (the
+    /// prefilter derives its literals from them).
     Regex {
         regexes: Vec<Regex>,
+        sources: Vec<RegexSource>,
         all: bool,
     },
     Cmp(CmpOp, f64),
     NumIn(Vec<f64>),
     RankIn(Vec<usize>),
     Bool(bool),
+}
+
+/// What a compiled regex was made from.
+#[derive(Debug, Clone)]
+pub(crate) enum RegexSource {
+    /// `re`: the pattern as written.
+    Pattern(String),
+    Glob {
+        glob: String,
+        nocase: bool,
+    },
+    /// A `nocase` equals/contains/startswith/endswith value.
+    NocaseText(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,7 +354,7 @@ impl Test {
             Op::Contains { finders, all } => each(finders, *all, |f| f.find(s.as_bytes()).is_some()),
             Op::StartsWith { values, all } => each(values, *all, |v| s.starts_with(v.as_str())),
             Op::EndsWith { values, all } => each(values, *all, |v| s.ends_with(v.as_str())),
-            Op::Regex { regexes, all } => each(regexes, *all, |r| r.is_match(s)),
+            Op::Regex { regexes, all, .. } => each(regexes, *all, |r| r.is_match(s)),
             _ => false,
         }
     }

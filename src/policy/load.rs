@@ -221,11 +221,13 @@ fn load_with(
         return Err(diags);
     }
     policies.sort_by_key(|p| (p.priority, p.order));
+    let index = super::index::Index::build(&policies);
     Ok(PolicySet {
         hash: hash_files(&files),
         files: files.iter().map(|f| FileInfo { shown: f.shown.clone() }).collect(),
         policies,
         tuning_tests,
+        index,
     })
 }
 

@@ -25,6 +25,7 @@ mod cond;
 mod diag;
 mod fields;
 mod fixture;
+mod index;
 mod live;
 mod load;
 mod yaml;
@@ -59,6 +60,8 @@ pub struct PolicySet {
     policies: Vec<Policy>,
     /// Tests carried by tuning items, labelled `tuning:<first target id>`.
     tuning_tests: Vec<(String, fixture::TestCase)>,
+    /// The literal prefilter over `policies` (positions are evaluation order).
+    index: index::Index,
 }
 
 #[derive(Debug, Clone)]
@@ -351,6 +354,7 @@ impl PolicySet {
                     files: Vec::new(),
                     policies: Vec::new(),
                     tuning_tests: Vec::new(),
+                    index: index::Index::build(&[]),
                 }
             }
         }
@@ -403,15 +407,20 @@ impl PolicySet {
     pub fn evaluate(&self, input: &EvalInput<'_>) -> Option<Decision> {
         let facts = Facts::new(input);
         let trust = input.event.trust;
-        self.policies
-            .iter()
-            .find(|p| {
-                p.enabled
-                    && p.min_trust.is_none_or(|min| trust >= min)
-                    && p.cond.holds(&facts)
-                    && !p.exceptions.iter().any(|e| e.cond.holds(&facts))
-            })
-            .map(Policy::decision)
+        let candidates = self.index.candidates(&facts);
+        let decided = index::bits(&candidates)
+            .filter_map(|i| self.policies.get(i))
+            .find(|p| p.decides(&facts, trust))
+            .map(Policy::decision);
+        decided
+    }
+
+    /// [`PolicySet::evaluate`] without the prefilter: every policy is checked. The two must
+    /// always agree (a property test compares them).
+    #[cfg(test)]
+    pub(crate) fn evaluate_unindexed(&self, input: &EvalInput<'_>) -> Option<Decision> {
+        let facts = Facts::new(input);
+        self.policies.iter().find(|p| p.decides(&facts, input.event.trust)).map(Policy::decision)
     }
 
     /// One trace per policy, in evaluation order: the one that decides, those that would also
@@ -495,6 +504,13 @@ impl PolicySet {
 }
 
 impl Policy {
+    fn decides(&self, facts: &Facts<'_>, trust: Trust) -> bool {
+        self.enabled
+            && self.min_trust.is_none_or(|min| trust >= min)
+            && self.cond.holds(facts)
+            && !self.exceptions.iter().any(|e| e.cond.holds(facts))
+    }
+
     fn decision(&self) -> Decision {
         Decision { policy_id: self.id.clone(), action: self.action, note: self.note.clone() }
     }

@@ -199,6 +199,10 @@ fn contains_startswith_endswith_with_all_and_nocase() {
     assert!(hits("{process.cmd_line|startswith|nocase: CURL}", b.clone()));
     assert!(hits("{process.cmd_line|endswith|nocase: '| SH'}", b.clone()));
     assert!(!hits("{process.cmd_line|contains: CURL}", b));
+    // `nocase` folds ASCII letters only, so the prefilter's ASCII-insensitive search is exact.
+    assert!(!hits("{host|nocase: ÉTÉ}", json!({"host": "été"})));
+    assert!(!hits("{host|contains|nocase: kelvin}", json!({"host": "\u{212A}elvin"})));
+    assert!(hits("{host|contains|nocase: 'été-X'}", json!({"host": "été-x"})));
 }
 
 #[test]
@@ -1041,6 +1045,172 @@ mod robustness {
                 }),
             ]
         })
+    }
+
+    /// A random match block (as JSON, which is YAML) from a small vocabulary, so that
+    /// generated policies and events actually meet.
+    fn block(depth: u32) -> BoxedStrategy<serde_json::Value> {
+        const TEXT_FIELDS: &[&str] = &[
+            "process.cmd_line",
+            "process.exe",
+            "process.name",
+            "target.file",
+            "target.host",
+            "host",
+            "attacks",
+            "agent.command",
+        ];
+        const WORDS: &[&str] = &[
+            "curl",
+            "wget",
+            "| sh",
+            "/etc/",
+            "ssh",
+            "id_rsa",
+            "CURL",
+            "x.example",
+            "ci-",
+            "dev",
+            "T1059",
+            "/usr/bin/curl",
+            "",
+        ];
+        const PATTERNS: &[&str] = &[
+            "curl.*sh",
+            "^wget",
+            "(?i)ssh",
+            "[a-z]+\\.example",
+            "id_(rsa|ed25519)",
+            "T10[0-9]+",
+            "(curl|wget) ",
+            "ci-.*",
+        ];
+        const GLOBS: &[&str] = &["*.example", "/etc/*", "**/id_*", "*curl*", "ci-*", "/usr/bin/?url"];
+        let word = proptest::sample::select(WORDS).prop_map(|w| json!(w));
+        let words = proptest::collection::vec(proptest::sample::select(WORDS), 1..3).prop_map(|w| json!(w));
+        let text_test = (
+            proptest::sample::select(TEXT_FIELDS),
+            prop_oneof![
+                word.clone().prop_map(|v| ("", v)),
+                words.clone().prop_map(|v| ("|in", v)),
+                word.clone().prop_map(|v| ("|contains", v)),
+                words.clone().prop_map(|v| ("|contains|all", v)),
+                word.clone().prop_map(|v| ("|startswith", v)),
+                word.clone().prop_map(|v| ("|endswith|nocase", v)),
+                word.clone().prop_map(|v| ("|contains|nocase", v)),
+                proptest::sample::select(PATTERNS).prop_map(|v| ("|re", json!(v))),
+                proptest::sample::select(GLOBS).prop_map(|v| ("|glob", json!(v))),
+                proptest::sample::select(GLOBS).prop_map(|v| ("|glob|nocase", json!(v))),
+                any::<bool>().prop_map(|b| ("|exists", json!(b))),
+            ],
+        )
+            .prop_map(|(f, (m, v))| json!({ format!("{f}{m}"): v }));
+        let other = prop_oneof![
+            proptest::sample::select(&[0u32, 1000, 4242][..]).prop_map(|n| json!({"process.uid": n})),
+            proptest::sample::select(&[0u32, 1000][..]).prop_map(|n| json!({"process.uid|in": [n, 7]})),
+            proptest::sample::select(&[0u32, 999][..]).prop_map(|n| json!({"process.uid|gt": n})),
+            any::<bool>().prop_map(|b| json!({"stopped": b})),
+            proptest::sample::select(&["required", "forbidden", "any"][..])
+                .prop_map(|s| json!({"agent.session": s})),
+            proptest::sample::select(&["medium", "high"][..]).prop_map(|s| json!({"severity|gte": s})),
+        ];
+        let leaf = prop_oneof![3 => text_test, 1 => other].boxed();
+        if depth == 0 {
+            return leaf;
+        }
+        let inner = block(depth - 1);
+        prop_oneof![
+            4 => proptest::collection::vec(leaf.clone(), 1..3).prop_map(merge),
+            1 => proptest::collection::vec(inner.clone(), 1..3).prop_map(|v| json!({"any": v})),
+            1 => proptest::collection::vec(inner.clone(), 1..3).prop_map(|v| json!({"all": v})),
+            1 => (inner, leaf).prop_map(|(i, l)| { let mut m = merge(vec![l]); m["not"] = i; m }),
+        ]
+        .boxed()
+    }
+
+    /// One map from several single-entry maps (a repeated key keeps the last).
+    fn merge(parts: Vec<serde_json::Value>) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for p in parts {
+            if let serde_json::Value::Object(m) = p {
+                out.extend(m);
+            }
+        }
+        serde_json::Value::Object(out)
+    }
+
+    fn generated_event() -> impl Strategy<Value = (serde_json::Value, Option<String>, bool)> {
+        const PARTS: &[&str] = &[
+            "curl",
+            "wget",
+            "-s",
+            "https://x.example/i.sh",
+            "|",
+            "sh",
+            "CURL",
+            "cat",
+            "/etc/passwd",
+            "~/.ssh/id_rsa",
+            "ci-7",
+        ];
+        let line = proptest::collection::vec(proptest::sample::select(PARTS), 0..5).prop_map(|w| w.join(" "));
+        let opt = |s: &'static [&'static str]| proptest::option::of(proptest::sample::select(s));
+        (
+            proptest::option::of(line.clone()),
+            opt(&["/usr/bin/curl", "/bin/sh", "/usr/bin/wget"]),
+            opt(&["/etc/shadow", "/home/dev/.ssh/id_rsa", "/tmp/x"]),
+            opt(&["x.example", "ci-1", "a.example.org"]),
+            opt(&["dev", "ci-3"]),
+            proptest::option::of(proptest::sample::select(&[0u32, 1000, 4242][..])),
+            proptest::sample::select(&["blocked", "detected"][..]),
+            proptest::sample::select(&["low", "high"][..]),
+            proptest::collection::vec(proptest::sample::select(&["T1059.004", "T1105"][..]), 0..2),
+            proptest::option::of(line),
+            any::<bool>(),
+        )
+            .prop_map(|(cmd, exe, file, thost, host, uid, disp, sev, attacks, agent_cmd, in_session)| {
+                let mut process = serde_json::Map::new();
+                if let Some(c) = cmd { process.insert("cmd_line".into(), json!(c)); }
+                if let Some(e) = exe { process.insert("exe".into(), json!(e)); }
+                if let Some(u) = uid { process.insert("uid".into(), json!(u)); }
+                let mut target = serde_json::Map::new();
+                if let Some(f) = file { target.insert("file".into(), json!(f)); }
+                if let Some(h) = thost { target.insert("host".into(), json!(h)); }
+                let mut body = json!({"disposition": disp, "severity": sev, "attacks": attacks, "process": process, "target": target});
+                if let Some(h) = host { body["host"] = json!(h); }
+                (body, agent_cmd, in_session)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        /// The literal prefilter never changes a decision: indexed and exhaustive evaluation
+        /// agree on generated policy sets and events.
+        #[test]
+        fn the_prefilter_never_changes_a_decision(
+            blocks in proptest::collection::vec((block(2), proptest::sample::select(Priority::NAMES)), 1..10),
+            events in proptest::collection::vec(generated_event(), 1..8),
+        ) {
+            let mut text = String::new();
+            for (i, (b, prio)) in blocks.iter().enumerate() {
+                text.push_str(&format!("- policy: p{i}\n  id: p{i}\n  priority: {prio}\n  match: {b}\n  action: ignore\n"));
+            }
+            let Ok(set) = load(&[("p.yaml", &text)]) else { return Ok(()) };
+            for (body, agent_cmd, in_session) in events {
+                let ev = event(body);
+                let (s, corr) = (session(), matched());
+                let c = agent_cmd.map(|cmd| call("Bash", json!({"command": cmd})));
+                let input = if in_session {
+                    EvalInput { event: &ev, correlation: Some(&corr), session: Some(&s), command: c.as_ref(), prior_blocks: 0 }
+                } else {
+                    EvalInput::event_only(&ev)
+                };
+                let fast = set.evaluate(&input).map(|d| d.policy_id);
+                let slow = set.evaluate_unindexed(&input).map(|d| d.policy_id);
+                prop_assert_eq!(fast, slow, "policies:\n{}\nevent: {:?}", text, ev.body);
+            }
+        }
     }
 
     proptest! {
