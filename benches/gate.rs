@@ -3,8 +3,9 @@
 //!
 //! Run: `cargo bench --bench gate`. The figure goes in docs/performance.md.
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use haltwire::block::gate::BlockIndex;
+use std::hint::black_box;
 use haltwire::block::objects::Objects;
 use haltwire::block::{Block, BlockKind, BlockSpec, ScopeKind};
 use haltwire::event::{EventBody, Process, SecurityEvent, Trust};

@@ -28,6 +28,7 @@ pub mod directive;
 pub mod event;
 pub mod ingest;
 pub mod pipeline;
+pub mod policy;
 pub mod secrets;
 pub mod server;
 pub mod sessions;

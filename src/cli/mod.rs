@@ -8,6 +8,7 @@ mod blocks;
 mod event;
 mod integrations;
 mod keys;
+mod policy;
 mod serve;
 mod token;
 
@@ -48,6 +49,9 @@ enum Command {
     /// Measure ingest throughput, latency and start-up time (docs/performance.md).
     #[command(subcommand, hide = true)]
     Bench(bench::BenchCommand),
+    /// Check retry-policy folders and run the tests beside the policies.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// Where the data directory is, shared by every subcommand that reads it.
@@ -96,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Integrations(cmd) => integrations::run(cmd),
         Command::Blocks(cmd) => blocks::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Policy(cmd) => policy::run(cmd),
     };
     match result {
         Ok(code) => code,
