@@ -5,11 +5,11 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use haltwire::block::gate::BlockIndex;
-use std::hint::black_box;
 use haltwire::block::objects::Objects;
 use haltwire::block::{Block, BlockKind, BlockSpec, ScopeKind};
 use haltwire::event::{EventBody, Process, SecurityEvent, Trust};
 use haltwire::sessions::model::{AgentKind, CommandRecord, Session, SessionStatus};
+use std::hint::black_box;
 use time::OffsetDateTime;
 use uuid::Uuid;
 

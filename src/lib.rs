@@ -29,6 +29,7 @@ pub mod event;
 pub mod ingest;
 pub mod pipeline;
 pub mod policy;
+pub mod policy_reload;
 pub mod secrets;
 pub mod server;
 pub mod sessions;

@@ -14,6 +14,7 @@ use crate::directive::keys::BrokerKey;
 use crate::ingest::http::{self as ingest_http, IngestState};
 use crate::ingest::sources::Sources;
 use crate::pipeline::Pipeline;
+use crate::policy_reload::PolicyReloader;
 use crate::secrets;
 use crate::sessions::procfs::Procfs;
 use crate::sessions::registry::Registry;
@@ -83,6 +84,10 @@ pub enum ServeError {
     Serve(std::io::Error),
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error("the policy folder has errors:\n{0}")]
+    Policies(crate::policy::Diagnostics),
+    #[error("cannot watch the policy folder: {0}")]
+    Watch(String),
 }
 
 /// A broker that has opened everything and bound its socket but not yet served a request.
@@ -101,6 +106,8 @@ pub struct Prepared {
     pipeline_thread: crate::pipeline::Running,
     /// Reaps dead sessions and tracks agent process trees.
     upkeep: SessionUpkeep,
+    /// Keeps the policy folder watched while the broker runs.
+    _policy_watcher: Option<notify::RecommendedWatcher>,
 }
 
 /// Opens the data directory, keys, store and sources, and binds the socket.
@@ -144,8 +151,11 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
     ));
     let tracker = Tracker::default();
     let correlator = Arc::new(Correlator::new(Procfs::default(), local_host, tracker.clone()));
+    let policies = Arc::new(PolicyReloader::start(config.policies_dir()).map_err(ServeError::Policies)?);
+    let policy_watcher = policies.watch().map_err(|e| ServeError::Watch(e.to_string()))?;
     let (pipeline, pipeline_thread) =
-        Pipeline::start(store.clone(), session_store.clone(), correlator).map_err(ServeError::Serve)?;
+        Pipeline::start(store.clone(), session_store.clone(), correlator, policies.live(), blocks.clone())
+            .map_err(ServeError::Serve)?;
     let upkeep =
         SessionUpkeep::start(registry.clone(), tracker, blocks.clone()).map_err(ServeError::Serve)?;
 
@@ -159,6 +169,7 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
                 commit: commit.clone(),
                 pipeline,
                 blocks,
+                policies: policies.clone(),
                 tokens: Arc::new(tokens),
                 metrics: Some(metrics.clone()),
                 ready: ready.clone(),
@@ -185,6 +196,7 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
         store_config: config.store,
         pipeline_thread,
         upkeep,
+        _policy_watcher: policy_watcher,
     })
 }
 

@@ -48,6 +48,8 @@ pub struct ApiState {
     pub pipeline: PipelineHandle,
     /// Active blocks and the retry gate.
     pub blocks: Arc<ActiveBlocks>,
+    /// The policy set in service and its reload.
+    pub policies: Arc<crate::policy_reload::PolicyReloader>,
     /// Checks the bearer tokens of `/v1` routes.
     pub tokens: Arc<TokenKey>,
     /// Renders `/metrics`; `None` when no recorder is installed (library tests).
@@ -66,6 +68,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::serve))
+        .route("/v1/policies", get(policies))
+        .route("/v1/policies/reload", axum::routing::post(reload_policies))
         .with_state(state)
         .merge(sessions)
         .merge(blocks)
@@ -193,6 +197,59 @@ fn view(
     let correlation = sessions.correlation(event.id)?;
     let block_id = blocks.block_of_event(event.id)?;
     Ok(EventView { event, correlation, block_id })
+}
+
+/// The policy set in service.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyStatus {
+    /// Identifies the exact policy files in service; recorded on every block.
+    pub hash: String,
+    pub policies: usize,
+    /// The watched folder; absent when the built-in default policy is in service.
+    pub dir: Option<String>,
+}
+
+/// The policy set in service (SOC token).
+#[utoipa::path(get, path = "/v1/policies", responses((status = 200, body = PolicyStatus)), security(("bearer" = [])), tag = "soc")]
+pub async fn policies(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<PolicyStatus>, Problem> {
+    require_role(&headers, &state.tokens, &[Role::Soc])?;
+    let current = state.policies.live().current();
+    Ok(Json(PolicyStatus {
+        hash: current.hash().to_string(),
+        policies: current.len(),
+        dir: state.policies.dir().map(|d| d.display().to_string()),
+    }))
+}
+
+/// Recompiles the policy folder and swaps it in only if every file is valid (SOC token). On
+/// errors the previous set stays in service and the answer lists every diagnostic.
+#[utoipa::path(post, path = "/v1/policies/reload", responses((status = 200, body = PolicyStatus),
+    (status = 422, body = Problem, content_type = "application/problem+json")), security(("bearer" = [])), tag = "soc")]
+pub async fn reload_policies(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<PolicyStatus>, Problem> {
+    require_role(&headers, &state.tokens, &[Role::Soc])?;
+    let reloader = state.policies.clone();
+    let outcome = tokio::task::spawn_blocking(move || reloader.reload("api"))
+        .await
+        .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?;
+    match outcome {
+        crate::policy_reload::Reloaded::Applied { hash, policies } => Ok(Json(PolicyStatus {
+            hash,
+            policies,
+            dir: state.policies.dir().map(|d| d.display().to_string()),
+        })),
+        crate::policy_reload::Reloaded::NoFolder => Err(Problem::new(ProblemType::InvalidRequest)
+            .detail("no policy folder is configured; the built-in default policy is in service")),
+        crate::policy_reload::Reloaded::Rejected(diagnostics) => {
+            let detail: String = diagnostics.to_string().chars().take(8000).collect();
+            Err(Problem::new(ProblemType::InvalidPolicies).detail(detail))
+        }
+    }
 }
 
 /// Liveness: the process is up and serving HTTP.

@@ -26,6 +26,8 @@ use utoipa::{Modify, OpenApi};
         crate::api::blocks::show,
         crate::api::blocks::clear,
         crate::api::blocks::check,
+        crate::api::policies,
+        crate::api::reload_policies,
     ),
     components(schemas(
         crate::ingest::http::IngestAccepted,
@@ -44,6 +46,7 @@ use utoipa::{Modify, OpenApi};
         crate::api::blocks::BlockList,
         crate::api::blocks::CheckRequest,
         crate::api::blocks::CheckAnswer,
+        crate::api::PolicyStatus,
     )),
     modifiers(&BearerAuth),
 )]
