@@ -167,7 +167,10 @@ impl Correlator {
         let levels = levels(event);
         let mut scored: Vec<Scored> = Vec::new();
         for candidate in candidates {
-            if !self.same_host(event, candidate.session) || !candidate.session.alive_at(event_time) {
+            if !self.same_host(event, candidate.session)
+                || !candidate.session.alive_at(event_time)
+                || superseded(candidate.session, candidates, event_time)
+            {
                 continue;
             }
             scored.extend(self.score_session(event, candidate, &lineage, &levels, event_time));
@@ -526,6 +529,20 @@ pub fn hosts_equal(a: &str, b: &str) -> bool {
 fn path_within(path: &str, dir: &str) -> bool {
     let dir = dir.trim_end_matches('/');
     path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Whether a newer session registered the same pid on the same host before the event: two
+/// processes cannot hold one pid at once, so the older session's agent had exited (a session
+/// not ended explicitly stays active until it idles out).
+fn superseded(session: &Session, candidates: &[Candidate<'_>], event_time: OffsetDateTime) -> bool {
+    let slack = Duration::seconds(5);
+    candidates.iter().map(|c| c.session).any(|newer| {
+        newer.session_id != session.session_id
+            && newer.pid == session.pid
+            && newer.registered_at > session.registered_at
+            && event_time >= newer.registered_at - slack
+            && hosts_equal(&newer.host, &session.host)
+    })
 }
 
 /// How long the call ran, when its outcome says.

@@ -400,3 +400,29 @@ fn a_search_tools_helper_binds_by_its_pattern_and_not_to_a_later_read_of_its_fil
     let r = c.correlate(&e, &[Candidate { session: &a, commands: &[grep, read] }], t0());
     assert_eq!(r.call_id.as_deref(), Some("g1"), "{r:?}");
 }
+
+#[test]
+fn a_newer_session_with_the_same_pid_supersedes_an_older_one_never_ended() {
+    let (_p, c) = correlator();
+    let mut old = session(4100, "remote-1");
+    old.registered_at = t0() - Duration::hours(2);
+    let mut new = session(4100, "remote-1");
+    new.registered_at = t0() - Duration::minutes(1);
+    let e = event("remote-1", Some(4200), Some(4100), "some-background-task", t0());
+    let r = c.correlate(
+        &e,
+        &[Candidate { session: &old, commands: &[] }, Candidate { session: &new, commands: &[] }],
+        t0(),
+    );
+    assert_eq!(r.status, CorrelationStatus::Matched, "{r:?}");
+    assert_eq!(r.session_id, Some(new.session_id));
+    // Before the newer registration the older session still owned the pid.
+    let before =
+        event("remote-1", Some(4200), Some(4100), "some-background-task", t0() - Duration::minutes(30));
+    let r = c.correlate(
+        &before,
+        &[Candidate { session: &old, commands: &[] }, Candidate { session: &new, commands: &[] }],
+        t0(),
+    );
+    assert_eq!(r.session_id, Some(old.session_id), "{r:?}");
+}
