@@ -109,8 +109,8 @@ pub struct Correlator {
 struct Lineage {
     /// Pids that are the event's process or its ancestors, with where each was learned.
     pids: Vec<(u32, &'static str)>,
-    /// True when a chain was followed all the way to init, so a session whose agent is not in
-    /// `pids` is provably not an ancestor.
+    /// Where a chain was followed all the way to init (the event's ancestors, `/proc`), so a
+    /// session whose agent is not in `pids` is provably not an ancestor.
     complete: Option<&'static str>,
 }
 
