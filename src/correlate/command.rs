@@ -80,10 +80,55 @@ pub fn starts_background(ledger_command: &str) -> bool {
         || parsed.raw_heads.iter().any(|h| matches!(h.as_str(), "nohup" | "setsid" | "disown" | "daemonize"))
 }
 
-/// Directories the ledger command changes into (`cd DIR`, `pushd DIR`), as written.
-pub fn changed_dirs(ledger_command: &str) -> Vec<String> {
-    parse_script(ledger_command, 0).cd_targets
+/// Directories the ledger command changes into (`cd DIR`, `pushd DIR`), each resolved against
+/// the one before (starting from `cwd`) and written with `~` for the home directory.
+pub fn changed_dirs(ledger_command: &str, cwd: &str) -> Vec<String> {
+    let mut current = tilde(cwd);
+    let mut out = Vec::new();
+    for target in parse_script(ledger_command, 0).cd_targets {
+        if target == "-" || target.is_empty() {
+            continue;
+        }
+        let target = tilde(&target);
+        current = if target.starts_with('/') || target.starts_with('~') {
+            normalize_path(&target)
+        } else {
+            normalize_path(&format!("{}/{target}", current.trim_end_matches('/')))
+        };
+        out.push(current.clone());
+    }
+    out
 }
+
+/// `a/./b/../c` is `a/c` (lexically; symlinks are not resolved).
+fn normalize_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|p| *p != "~") {
+                    parts.pop();
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    let joined = parts.join("/");
+    if path.starts_with('/') {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
+
+/// Whether the ledger command runs something as another user (`sudo`, `su`, `doas`, …).
+pub fn switches_user(ledger_command: &str) -> bool {
+    parse_script(ledger_command, 0).raw_heads.iter().any(|h| USER_SWITCHERS.contains(&h.as_str()))
+}
+
+/// Programs that run a command as another user.
+pub const USER_SWITCHERS: &[&str] = &["sudo", "su", "doas", "runuser", "pkexec", "setpriv"];
 
 /// Whether a command line is a shell process (interactive, login, or running a script).
 pub fn is_shell(line: &str) -> bool {
@@ -644,7 +689,12 @@ fn wrapper_len(name: &str, t: &[Tok]) -> usize {
             i += 1;
             break;
         }
-        if with_arg.contains(&w) {
+        // A cluster of short flags (`-iu postgres`) takes an argument if its last flag does.
+        let cluster_with_arg = w.len() > 2
+            && w.starts_with('-')
+            && !w.starts_with("--")
+            && w.chars().last().is_some_and(|c| with_arg.contains(&format!("-{c}").as_str()));
+        if with_arg.contains(&w) || cluster_with_arg {
             i += 2;
         } else if w.starts_with('-') || (name == "env" && is_assignment(w)) {
             i += 1;
@@ -901,7 +951,10 @@ mod tests {
         assert!(starts_background("nohup node worker.js > /tmp/w.log 2>&1 &"));
         assert!(starts_background("npm run dev &"));
         assert!(!starts_background("npm test 2>&1 | tail -5 && echo done"));
-        assert_eq!(changed_dirs("cd /tmp && tar xzf x.tgz"), ["/tmp"]);
+        assert_eq!(changed_dirs("cd /tmp && git clone x && cd x", "/w/p"), ["/tmp", "/tmp/x"]);
+        assert_eq!(changed_dirs("cd ../api && npm test", "/home/r/src/p"), ["~/src/api"]);
+        assert!(switches_user("sudo -iu postgres psql") && !switches_user("psql -U postgres"));
+        assert_eq!(compare("psql -c select", "sudo -iu postgres psql -c select").score, 1.0);
     }
 
     #[test]

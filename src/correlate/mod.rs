@@ -80,6 +80,8 @@ const W_TARGET: f64 = 0.45;
 /// seconds of it.
 const W_TIME: f64 = 0.1;
 const TIME_SCALE_SECS: f64 = 10.0;
+/// The same for events stamped before the call (clock skew, the hook's own latency).
+const EARLY_SCALE_SECS: f64 = 2.0;
 const W_CWD: f64 = 0.1;
 const W_OTHER_USER: f64 = -0.3;
 const W_FAILED: f64 = 0.03;
@@ -107,8 +109,8 @@ pub struct Correlator {
 struct Lineage {
     /// Pids that are the event's process or its ancestors, with where each was learned.
     pids: Vec<(u32, &'static str)>,
-    /// True when a chain was followed all the way to init, so a session whose agent is not in
-    /// `pids` is provably not an ancestor.
+    /// Where a chain was followed all the way to init (the event's ancestors, `/proc`), so a
+    /// session whose agent is not in `pids` is provably not an ancestor.
     complete: Option<&'static str>,
 }
 
@@ -165,7 +167,10 @@ impl Correlator {
         let levels = levels(event);
         let mut scored: Vec<Scored> = Vec::new();
         for candidate in candidates {
-            if !self.same_host(event, candidate.session) || !candidate.session.alive_at(event_time) {
+            if !self.same_host(event, candidate.session)
+                || !candidate.session.alive_at(event_time)
+                || superseded(candidate.session, candidates, event_time)
+            {
                 continue;
             }
             scored.extend(self.score_session(event, candidate, &lineage, &levels, event_time));
@@ -246,11 +251,14 @@ impl Correlator {
             ));
         }
         let process = event.body.process.as_ref();
-        if !ancestry {
+        // Another user's process is not the session's, unless the agent is its ancestor or
+        // something switched users on the way (`sudo -u postgres …` in the chain or the call).
+        let mut other_user = None;
+        if !ancestry && !chain_switches_user(event, levels) {
             let event_user = process.and_then(|p| p.user.as_deref());
             if let (Some(theirs), Some(ours)) = (event_user, session.user.as_deref()) {
                 if !same_user(theirs, ours) && !is_superuser(theirs) {
-                    base.push(ev(
+                    other_user = Some(ev(
                         "user",
                         format!("the process runs as {}, the session as {}", quote(theirs), quote(ours)),
                         W_OTHER_USER,
@@ -271,13 +279,15 @@ impl Correlator {
             }
         }
         let base_score: f64 = base.iter().map(|e| e.weight).sum();
+        let mut session_only = base.clone();
+        session_only.extend(other_user.clone());
         let mut out = vec![Scored {
             session: session.session_id,
             call: None,
             call_time: None,
-            score: base_score,
+            score: session_only.iter().map(|e| e.weight).sum(),
             command_score: 0.0,
-            evidence: base.clone(),
+            evidence: session_only,
         }];
         let ctx = Context { event, session, levels, event_time, ancestry };
         for call in candidate.commands {
@@ -288,9 +298,15 @@ impl Correlator {
             if !(in_window || may_be_running) {
                 continue;
             }
-            let (call_score, mut evidence, command_score, under_call) = self.score_call(&ctx, call, cwd);
+            let (mut call_score, mut evidence, command_score, under_call) = self.score_call(&ctx, call, cwd);
             if call_score <= 0.0 || !(in_window || under_call) {
                 continue;
+            }
+            if let Some(user) = &other_user {
+                if !call.shell_command().is_some_and(command::switches_user) {
+                    call_score += user.weight;
+                    evidence.push(user.clone());
+                }
             }
             let mut all = base.clone();
             all.append(&mut evidence);
@@ -331,6 +347,12 @@ impl Correlator {
         let mut evidence = Vec::new();
         let mut command_score = 0.0;
         let mut under_call = false;
+        if call.shell_command().is_none() {
+            if let Some(why) = argument_match(ctx, call) {
+                command_score = command::STRONG;
+                evidence.push(ev("command", why, W_COMMAND * command::STRONG));
+            }
+        }
         if let Some(ledger_cmd) = call.shell_command() {
             if let Some(found) = command_evidence(ctx, ledger_cmd) {
                 command_score = found.score;
@@ -356,18 +378,23 @@ impl Correlator {
         }
         if let (Some(cwd), Some(ledger_cmd)) = (cwd, call.shell_command()) {
             if !path_within(cwd, &ctx.session.cwd) && !ctx.ancestry {
-                let moved = command::changed_dirs(ledger_cmd).into_iter().find(|dir| {
-                    let dir = resolve_dir(dir, &ctx.session.cwd);
-                    path_within(&command::tilde(cwd), &command::tilde(&dir))
-                });
+                let here = command::tilde(cwd);
+                let moved = command::changed_dirs(ledger_cmd, &ctx.session.cwd)
+                    .into_iter()
+                    .find(|dir| path_within(&here, dir));
                 if let Some(dir) = moved {
                     evidence.push(ev("cwd", format!("the call changed into {}", quote(&dir)), 2.0 * W_CWD));
                 }
             }
         }
-        let dt = (ctx.event_time - call.time).abs().as_seconds_f64();
-        let closeness = (-dt / TIME_SCALE_SECS).exp();
-        evidence.push(ev("time", format!("event {dt:.1}s from the call"), W_TIME * closeness));
+        // A process starts after its call; only clock skew puts its event before the call.
+        let dt = (ctx.event_time - call.time).as_seconds_f64();
+        let (closeness, when) = if dt >= 0.0 {
+            ((-dt / TIME_SCALE_SECS).exp(), format!("event {dt:.1}s after the call"))
+        } else {
+            ((dt / EARLY_SCALE_SECS).exp(), format!("event {:.1}s before the call", -dt))
+        };
+        evidence.push(ev("time", when, W_TIME * closeness));
         if call.outcome.as_ref().is_some_and(|o| o.exit_code.is_some_and(|c| c != 0) || o.error.is_some()) {
             evidence.push(ev("outcome", "the call failed".into(), W_FAILED));
         }
@@ -504,13 +531,18 @@ fn path_within(path: &str, dir: &str) -> bool {
     path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// A `cd` target as an absolute path (relative ones against the session's directory).
-fn resolve_dir(dir: &str, session_cwd: &str) -> String {
-    if dir.starts_with('/') || dir.starts_with('~') {
-        dir.to_string()
-    } else {
-        format!("{}/{}", session_cwd.trim_end_matches('/'), dir.trim_start_matches("./"))
-    }
+/// Whether a newer session registered the same pid on the same host before the event: two
+/// processes cannot hold one pid at once, so the older session's agent had exited (a session
+/// not ended explicitly stays active until it idles out).
+fn superseded(session: &Session, candidates: &[Candidate<'_>], event_time: OffsetDateTime) -> bool {
+    let slack = Duration::seconds(5);
+    candidates.iter().map(|c| c.session).any(|newer| {
+        newer.session_id != session.session_id
+            && newer.pid == session.pid
+            && newer.registered_at > session.registered_at
+            && event_time >= newer.registered_at - slack
+            && hosts_equal(&newer.host, &session.host)
+    })
 }
 
 /// How long the call ran, when its outcome says.
@@ -536,6 +568,53 @@ fn event_chain_complete(process: &crate::event::Process) -> bool {
             .any(|p| CONTAINER_RUNTIMES.contains(&p.rsplit('/').next().unwrap_or(p)))
     });
     reaches_init && !orphan && !through_runtime
+}
+
+/// Whether a process in the event's chain is a user switcher (`sudo`, `su`, …).
+fn chain_switches_user(event: &SecurityEvent, levels: &[Level<'_>]) -> bool {
+    let by_line = levels.iter().filter_map(|l| l.line).any(|line| {
+        line.split_whitespace()
+            .next()
+            .is_some_and(|w| command::USER_SWITCHERS.contains(&w.rsplit('/').next().unwrap_or(w)))
+    });
+    let process = event.body.process.as_ref();
+    let by_exe = process.into_iter().flat_map(|p| p.parent.iter().chain(p.ancestors.iter())).any(|r| {
+        r.exe.as_deref().is_some_and(|e| command::USER_SWITCHERS.contains(&e.rsplit('/').next().unwrap_or(e)))
+    });
+    by_line || by_exe
+}
+
+/// For tools that hand their parameters to a child process (Claude Code's Grep and Glob run
+/// ripgrep): the event's process carries the call's pattern among its arguments.
+fn argument_match(ctx: &Context<'_>, call: &CommandRecord) -> Option<String> {
+    if !acted_by_agent(ctx) {
+        return None;
+    }
+    let line = ctx.levels.first()?.line?;
+    let words: HashSet<&str> = line.split_whitespace().map(|w| w.trim_matches(['\'', '"'])).collect();
+    ["pattern", "glob", "query"].iter().find_map(|key| {
+        let value = call.input.get(*key)?.as_str()?;
+        (value.chars().count() >= 3 && words.contains(value)).then(|| {
+            format!(
+                "the process's arguments carry the call's {key} {} (call {})",
+                quote(value),
+                quote(&call.call_id)
+            )
+        })
+    })
+}
+
+/// Whether the event's process is the agent or a child of it, as far as the event says: its
+/// pid or its parent's is the agent's, or neither is known (and the parent is not a shell,
+/// which the agent is not).
+fn acted_by_agent(ctx: &Context<'_>) -> bool {
+    let Some(process) = ctx.event.body.process.as_ref() else { return true };
+    let parent = process.parent.as_ref();
+    let (pid, ppid) = (process.pid, parent.and_then(|p| p.pid));
+    if pid.is_some() || ppid.is_some() {
+        return [pid, ppid].contains(&Some(ctx.session.pid));
+    }
+    !parent.and_then(|p| p.cmd_line.as_deref()).is_some_and(command::is_shell)
 }
 
 /// User names compare without case, domain (`CORP\\maya`) or realm (`maya@corp`).
@@ -618,16 +697,13 @@ fn started_elsewhere(above: &Level<'_>, agent_pid: u32, root_is_wrapper: bool) -
 }
 
 /// The event's file or URL is what the call named. For file and fetch tools the agent itself
-/// acts, so the target counts only when the acting process is the agent (or its child, or not
-/// known): a file the user's editor wrote is not the agent's edit.
+/// acts, so the target counts only when the acting process is the agent or its child (a helper
+/// such as Codex's apply_patch), or is not known: a file the user's editor wrote is not the
+/// agent's edit.
 fn target_match(ctx: &Context<'_>, call: &CommandRecord) -> Option<String> {
     let target = ctx.event.body.target.as_ref()?;
-    if call.shell_command().is_none() && !ctx.ancestry {
-        let process = ctx.event.body.process.as_ref();
-        let pids = [process.and_then(|p| p.pid), process.and_then(|p| p.parent.as_ref()).and_then(|p| p.pid)];
-        if pids.iter().flatten().next().is_some() && !pids.contains(&Some(ctx.session.pid)) {
-            return None;
-        }
+    if call.shell_command().is_none() && !ctx.ancestry && !acted_by_agent(ctx) {
+        return None;
     }
     if let Some(file) = &target.file {
         let paths: HashSet<String> = call.file_paths().into_iter().collect();

@@ -346,3 +346,83 @@ fn another_users_process_and_another_directory_weigh_against_the_session() {
     assert_eq!(r.session_id, Some(b.session_id), "{r:?}");
     assert_eq!(r.call_id.as_deref(), Some("b1"));
 }
+
+#[test]
+fn a_user_switch_in_the_chain_or_the_call_explains_another_user() {
+    let (_p, c) = correlator();
+    let mut a = session(100, "remote-1");
+    a.user = Some("ops".into());
+    let ledger = vec![bash(&a, "a1", "sudo -u postgres psql -c 'VACUUM orders'", t0())];
+    let mut e = event("remote-1", Some(900), Some(899), "psql -c VACUUM orders", t0() + Duration::seconds(1));
+    if let Some(p) = e.body.process.as_mut() {
+        p.user = Some("postgres".into());
+    }
+    let r = c.correlate(&e, &[Candidate { session: &a, commands: &ledger }], t0());
+    assert_eq!(r.call_id.as_deref(), Some("a1"), "{r:?}");
+    assert!(!r.evidence.iter().any(|e| e.kind == "user"), "{r:?}");
+}
+
+#[test]
+fn a_call_that_changed_directory_explains_a_cwd_outside_the_session() {
+    let (_p, c) = correlator();
+    let a = session(100, "remote-1");
+    let ledger = vec![bash(&a, "a1", "cd ../api && npm test", t0())];
+    let mut e = event("remote-1", Some(900), Some(899), "npm test", t0() + Duration::seconds(1));
+    if let Some(p) = e.body.process.as_mut() {
+        p.cwd = Some("/work/api".into());
+    }
+    let r = c.correlate(&e, &[Candidate { session: &a, commands: &ledger }], t0());
+    assert_eq!(r.call_id.as_deref(), Some("a1"), "{r:?}");
+}
+
+#[test]
+fn a_search_tools_helper_binds_by_its_pattern_and_not_to_a_later_read_of_its_file() {
+    let (_p, c) = correlator();
+    let a = session(100, "remote-1");
+    let grep = CommandRecord {
+        tool: "Grep".into(),
+        input: json!({"pattern": "aws_secret_access_key", "path": "/home/u"}),
+        ..bash(&a, "g1", "", t0())
+    };
+    let read = CommandRecord {
+        tool: "Read".into(),
+        input: json!({"file_path": "/home/u/.aws/credentials"}),
+        ..bash(&a, "r1", "", t0() + Duration::seconds(9))
+    };
+    let mut e = event(
+        "remote-1",
+        Some(150),
+        Some(100),
+        "/opt/claude/vendor/ripgrep/rg --files-with-matches aws_secret_access_key /home/u",
+        t0() + Duration::milliseconds(300),
+    );
+    e.body.target = Some(Target { file: Some("/home/u/.aws/credentials".into()), ..Target::default() });
+    let r = c.correlate(&e, &[Candidate { session: &a, commands: &[grep, read] }], t0());
+    assert_eq!(r.call_id.as_deref(), Some("g1"), "{r:?}");
+}
+
+#[test]
+fn a_newer_session_with_the_same_pid_supersedes_an_older_one_never_ended() {
+    let (_p, c) = correlator();
+    let mut old = session(4100, "remote-1");
+    old.registered_at = t0() - Duration::hours(2);
+    let mut new = session(4100, "remote-1");
+    new.registered_at = t0() - Duration::minutes(1);
+    let e = event("remote-1", Some(4200), Some(4100), "some-background-task", t0());
+    let r = c.correlate(
+        &e,
+        &[Candidate { session: &old, commands: &[] }, Candidate { session: &new, commands: &[] }],
+        t0(),
+    );
+    assert_eq!(r.status, CorrelationStatus::Matched, "{r:?}");
+    assert_eq!(r.session_id, Some(new.session_id));
+    // Before the newer registration the older session still owned the pid.
+    let before =
+        event("remote-1", Some(4200), Some(4100), "some-background-task", t0() - Duration::minutes(30));
+    let r = c.correlate(
+        &before,
+        &[Candidate { session: &old, commands: &[] }, Candidate { session: &new, commands: &[] }],
+        t0(),
+    );
+    assert_eq!(r.session_id, Some(old.session_id), "{r:?}");
+}
