@@ -680,6 +680,31 @@ fn p015_conflicts_and_empty_conditions() {
 }
 
 #[test]
+fn p016_macros_cannot_blow_up_evaluation() {
+    // Each macro uses the previous one twice: 2^25 tests if expanded. Loading must refuse it
+    // quickly (macros are shared, not copied) instead of hanging or exhausting memory.
+    let mut yaml = String::from("- macro: m0\n  match: {host: x}\n");
+    for i in 1..=25 {
+        yaml.push_str(&format!("- macro: m{i}\n  match: {{macro: [m{}, m{}]}}\n", i - 1, i - 1));
+    }
+    yaml.push_str("- policy: t\n  id: t\n  match: {macro: m25}\n  action: ignore\n");
+    let started = std::time::Instant::now();
+    let d = load(&[("p.yaml", &yaml)]).expect_err("too large");
+    assert_eq!(d.codes(), [codes::TOO_COMPLEX]);
+    assert!(d.0[0].message.contains("the limit is 4096"), "{}", d.0[0].message);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    // A chain of macros deeper than the nesting limit.
+    let mut chain = String::from("- macro: c0\n  match: {host: x}\n");
+    for i in 1..=40 {
+        chain.push_str(&format!("- macro: c{i}\n  match: {{macro: c{}}}\n", i - 1));
+    }
+    chain.push_str("- policy: t\n  id: t\n  match: {macro: c40}\n  action: ignore\n");
+    let codes = codes_of(&chain);
+    assert!(!codes.is_empty() && codes.iter().all(|c| *c == codes::TOO_COMPLEX), "{codes:?}");
+}
+
+#[test]
 fn p020_duplicates_across_files() {
     let p = "- policy: t\n  id: same\n  match: {stopped: true}\n  action: ignore\n";
     let d = load(&[("a.yaml", p), ("b.yaml", p)]).expect_err("errors");
