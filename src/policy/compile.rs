@@ -27,6 +27,8 @@ const REGEX_NEST_LIMIT: u32 = 64;
 pub(crate) const MAX_NESTING: usize = 32;
 /// Most tests one policy's condition may expand to, macros included.
 pub(crate) const MAX_TESTS: u32 = 4096;
+/// Most match values in a whole folder, list items counted once per use.
+pub(crate) const MAX_VALUES: usize = 2_000_000;
 
 /// Operators (at most one per key) and flags (each at most once).
 const OPERATORS: &[&str] =
@@ -70,6 +72,8 @@ pub(crate) struct Compiler<'n, 's> {
     macro_stack: Vec<String>,
     /// Nesting of condition blocks being compiled, macros included.
     depth: usize,
+    /// Match values compiled so far (list items count once per use).
+    values_total: usize,
 }
 
 fn loc(file: usize, pos: Pos) -> Loc {
@@ -83,7 +87,7 @@ impl<'n, 's> Compiler<'n, 's> {
         lists: HashMap<String, ListDef>,
         macros: HashMap<String, MacroDef<'n>>,
     ) -> Compiler<'n, 's> {
-        Compiler { files, sink, lists, macros, macro_stack: Vec::new(), depth: 0 }
+        Compiler { files, sink, lists, macros, macro_stack: Vec::new(), depth: 0, values_total: 0 }
     }
 
     pub fn reader(&mut self, file: usize) -> Reader<'_> {
@@ -448,6 +452,14 @@ impl<'n, 's> Compiler<'n, 's> {
             }
             values
         };
+        // Lists are copied into every test that uses them; bound the total so that a large
+        // list used by many policies cannot exhaust memory.
+        self.values_total = self.values_total.saturating_add(values.len());
+        if self.values_total > MAX_VALUES {
+            let msg = format!("the folder's conditions hold more than {MAX_VALUES} values in total (list items count once per use)");
+            self.error(file, value.pos, codes::TOO_COMPLEX, msg);
+            return None;
+        }
         let shown = if in_list {
             // The list names as written: shorter and more telling than the items.
             let names: Vec<String> = self

@@ -705,6 +705,18 @@ fn p016_macros_cannot_blow_up_evaluation() {
 }
 
 #[test]
+fn p016_a_large_list_used_many_times_is_bounded() {
+    let items: Vec<String> = (0..400_000).map(|i| format!("h{i}")).collect();
+    let mut yaml = format!("- list: big\n  items: [{}]\n", items.join(","));
+    for i in 0..6 {
+        yaml.push_str(&format!(
+            "- policy: t{i}\n  id: t{i}\n  match: {{host|in_list: big}}\n  action: ignore\n"
+        ));
+    }
+    assert_eq!(codes_of(&yaml), [codes::TOO_COMPLEX]);
+}
+
+#[test]
 fn p020_duplicates_across_files() {
     let p = "- policy: t\n  id: same\n  match: {stopped: true}\n  action: ignore\n";
     let d = load(&[("a.yaml", p), ("b.yaml", p)]).expect_err("errors");
