@@ -1,7 +1,7 @@
 //! Tests of the whole language through the public API: loading folders, every error code,
 //! evaluation rules, explanations, tests beside policies, and the loader on arbitrary input.
 
-use super::load::{embedded, load_sources};
+use super::load::embedded;
 use super::*;
 use crate::event::{CorrelationStatus, EventBody, SecurityEvent, Trust};
 use crate::sessions::model::{AgentKind, CommandRecord, Session, SessionStatus};
@@ -14,7 +14,7 @@ use uuid::Uuid;
 // ------------------------------------------------------------------------------------------
 
 fn load(files: &[(&str, &str)]) -> Result<PolicySet, Diagnostics> {
-    load_sources(files.iter().map(|(n, t)| embedded(n, t)).collect(), None)
+    PolicySet::from_yaml(files)
 }
 
 fn set(yaml: &str) -> PolicySet {
