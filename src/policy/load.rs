@@ -8,7 +8,7 @@
 //! This module does not evaluate (that is `cond`) and never applies part of a folder.
 
 use super::action;
-use super::compile::{Compiler, ListDef, MacroDef};
+use super::compile::{Compiler, ListDef, MacroDef, MAX_TESTS};
 use super::cond::{Cond, Loc};
 use super::diag::{codes, did_you_mean, Diagnostics, Pos, Sink, SourceFile};
 use super::fields::{trust_from_rank, TRUSTS};
@@ -503,6 +503,9 @@ fn policy<'n>(c: &mut Compiler<'n, '_>, item: &Item<'n>, fixture_dir: Option<&Pa
     };
     ok &= tests.is_some();
 
+    let cond = Cond::all(parts);
+    ok &= within_limits(c, f, item.node, &cond);
+
     match (ok, title, id, enabled, priority, exceptions, action, tests) {
         (
             true,
@@ -520,7 +523,7 @@ fn policy<'n>(c: &mut Compiler<'n, '_>, item: &Item<'n>, fixture_dir: Option<&Pa
             priority,
             enabled,
             min_trust: min_trust.flatten(),
-            cond: Cond::all(parts),
+            cond,
             exceptions,
             action,
             note,
@@ -529,6 +532,18 @@ fn policy<'n>(c: &mut Compiler<'n, '_>, item: &Item<'n>, fixture_dir: Option<&Pa
         }),
         _ => None,
     }
+}
+
+/// Whether a compiled condition stays within the evaluation-work limit (macros expanded).
+fn within_limits(c: &mut Compiler<'_, '_>, f: usize, at: &Node, cond: &Cond) -> bool {
+    let size = cond.size();
+    if size > MAX_TESTS {
+        let msg =
+            format!("this condition expands to {size} tests (macros included); the limit is {MAX_TESTS}");
+        c.reader(f).error(at.pos, codes::TOO_COMPLEX, msg);
+        return false;
+    }
+    true
 }
 
 /// `exceptions: [{name, desc?, match?, agent?}, …]`.
@@ -573,10 +588,10 @@ fn exceptions<'n>(c: &mut Compiler<'n, '_>, f: usize, node: &'n Node) -> Option<
             c.reader(f).error(item.pos, codes::DUPLICATE, msg);
             ok = false;
         }
+        let cond = Cond::all(parts);
+        ok &= within_limits(c, f, item, &cond);
         match name {
-            Some(name) if ok => {
-                out.push(Exception { name, cond: Cond::all(parts), at: Loc { file: f, pos: item.pos } })
-            }
+            Some(name) if ok => out.push(Exception { name, cond, at: Loc { file: f, pos: item.pos } }),
             _ => ok = false,
         }
     }

@@ -342,6 +342,13 @@ impl PolicySet {
         load::load_dir(dir)
     }
 
+    /// Compiles a set from files held in memory: `(file name, YAML text)` pairs, loaded as if
+    /// they were one folder. Tests may only use inline events (there is no folder to read
+    /// fixture files from). For validating uploaded or generated policies.
+    pub fn from_yaml(files: &[(&str, &str)]) -> Result<PolicySet, Diagnostics> {
+        load::load_sources(files.iter().map(|(name, text)| load::embedded(name, text)).collect(), None)
+    }
+
     /// The shipped default policy (`policies/default.yaml`, embedded at build time).
     pub fn built_in() -> PolicySet {
         match load::load_sources(vec![load::embedded("default.yaml", DEFAULT_POLICY_YAML)], None) {

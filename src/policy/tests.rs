@@ -1,7 +1,7 @@
 //! Tests of the whole language through the public API: loading folders, every error code,
 //! evaluation rules, explanations, tests beside policies, and the loader on arbitrary input.
 
-use super::load::{embedded, load_sources};
+use super::load::embedded;
 use super::*;
 use crate::event::{CorrelationStatus, EventBody, SecurityEvent, Trust};
 use crate::sessions::model::{AgentKind, CommandRecord, Session, SessionStatus};
@@ -14,7 +14,7 @@ use uuid::Uuid;
 // ------------------------------------------------------------------------------------------
 
 fn load(files: &[(&str, &str)]) -> Result<PolicySet, Diagnostics> {
-    load_sources(files.iter().map(|(n, t)| embedded(n, t)).collect(), None)
+    PolicySet::from_yaml(files)
 }
 
 fn set(yaml: &str) -> PolicySet {
@@ -677,6 +677,43 @@ fn p015_conflicts_and_empty_conditions() {
         codes_of(&base("{stopped: true}", "{do_not_retry: {scope: path, until_cleared: false}}")),
         [codes::CONFLICT]
     );
+}
+
+#[test]
+fn p016_macros_cannot_blow_up_evaluation() {
+    // Each macro uses the previous one twice: 2^25 tests if expanded. Loading must refuse it
+    // quickly (macros are shared, not copied) instead of hanging or exhausting memory.
+    let mut yaml = String::from("- macro: m0\n  match: {host: x}\n");
+    for i in 1..=25 {
+        yaml.push_str(&format!("- macro: m{i}\n  match: {{macro: [m{}, m{}]}}\n", i - 1, i - 1));
+    }
+    yaml.push_str("- policy: t\n  id: t\n  match: {macro: m25}\n  action: ignore\n");
+    let started = std::time::Instant::now();
+    let d = load(&[("p.yaml", &yaml)]).expect_err("too large");
+    assert_eq!(d.codes(), [codes::TOO_COMPLEX]);
+    assert!(d.0[0].message.contains("the limit is 4096"), "{}", d.0[0].message);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    // A chain of macros deeper than the nesting limit.
+    let mut chain = String::from("- macro: c0\n  match: {host: x}\n");
+    for i in 1..=40 {
+        chain.push_str(&format!("- macro: c{i}\n  match: {{macro: c{}}}\n", i - 1));
+    }
+    chain.push_str("- policy: t\n  id: t\n  match: {macro: c40}\n  action: ignore\n");
+    let codes = codes_of(&chain);
+    assert!(!codes.is_empty() && codes.iter().all(|c| *c == codes::TOO_COMPLEX), "{codes:?}");
+}
+
+#[test]
+fn p016_a_large_list_used_many_times_is_bounded() {
+    let items: Vec<String> = (0..400_000).map(|i| format!("h{i}")).collect();
+    let mut yaml = format!("- list: big\n  items: [{}]\n", items.join(","));
+    for i in 0..6 {
+        yaml.push_str(&format!(
+            "- policy: t{i}\n  id: t{i}\n  match: {{host|in_list: big}}\n  action: ignore\n"
+        ));
+    }
+    assert_eq!(codes_of(&yaml), [codes::TOO_COMPLEX]);
 }
 
 #[test]
