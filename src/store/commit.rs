@@ -88,6 +88,19 @@ impl GroupCommit {
         }
     }
 
+    /// Waits for a place in the queue instead of refusing: for file ingest, which reads at its
+    /// own pace and has nobody to answer `429` to, so a full queue just slows it down. Nothing
+    /// is dropped, so nothing is counted. Refuses only once shutdown has begun.
+    pub async fn reserve_wait(&self) -> Result<CommitSlot, Overloaded> {
+        match self.queue.clone().reserve_owned().await {
+            Ok(permit) => {
+                set_depth(&self.queue);
+                Ok(CommitSlot { permit })
+            }
+            Err(_) => Err(Overloaded::ShuttingDown),
+        }
+    }
+
     /// Graceful shutdown: refuses new slots, waits until every slot already reserved has been
     /// used or dropped and its batch flushed, then does a final flush. Waits for a slot held
     /// by a stuck caller too; wrap in a timeout if that matters. Safe to call more than once.
@@ -256,6 +269,21 @@ mod tests {
         tickets.send(()).unwrap(); // flush 2 completes
         late.await.unwrap();
         assert_eq!(probe.flushes(), 2);
+    }
+
+    #[tokio::test]
+    async fn reserve_wait_waits_for_room_and_stops_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = Probe::new(dir.path(), false);
+        let commit = GroupCommit::start(probe.store.clone(), 1);
+        let held = commit.reserve().unwrap();
+        let mut waiting = Box::pin(commit.reserve_wait());
+        assert!(poll_once(&mut waiting).await.is_pending(), "the queue is full");
+        drop(held);
+        let slot = waiting.await.unwrap();
+        slot.durable().await.unwrap();
+        commit.shutdown().await;
+        assert_eq!(commit.reserve_wait().await.err(), Some(Overloaded::ShuttingDown));
     }
 
     #[tokio::test]
