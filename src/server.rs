@@ -1,5 +1,6 @@
 //! `haltwire serve`: opens the data directory, prepares keys and sources, and runs the HTTP
-//! server until SIGINT/SIGTERM, then drains the commit queue and flushes the store.
+//! server and the file watches until SIGINT/SIGTERM, then stops the watches, drains the commit
+//! queue and flushes the store.
 //!
 //! This is wiring only: it knows the order in which parts are built and shut down, not how
 //! any of them work.
@@ -8,6 +9,7 @@ use crate::api::{self, ApiState};
 use crate::config::{Config, StoreConfig, DEFAULT_MAX_BODY_BYTES};
 use crate::decode::{Integrations, IntegrationsError};
 use crate::directive::keys::BrokerKey;
+use crate::ingest::file::{FileIngest, FileIngestError};
 use crate::ingest::http::{self as ingest_http, IngestState};
 use crate::ingest::sources::Sources;
 use crate::secrets;
@@ -69,6 +71,8 @@ pub enum ServeError {
     Sources(#[from] crate::ingest::sources::SourcesError),
     #[error(transparent)]
     Integrations(#[from] IntegrationsError),
+    #[error(transparent)]
+    Files(#[from] FileIngestError),
     #[error("store: {0}")]
     Store(#[from] store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
@@ -84,9 +88,12 @@ pub struct Prepared {
     pub created: Vec<Created>,
     pub local_addr: SocketAddr,
     pub source_names: Vec<String>,
+    pub watch_names: Vec<String>,
     listener: tokio::net::TcpListener,
     store: Arc<dyn Store>,
     commit: GroupCommit,
+    /// The `[[watch]]` tailers, checked (R13) and with checkpoints loaded; started by `run`.
+    files: FileIngest,
     app: axum::Router,
     ready: Arc<AtomicBool>,
     metrics: PrometheusHandle,
@@ -120,6 +127,7 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
     let metrics = install_metrics()?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&data_dir.join("store"), config.store.cache_bytes)?);
     let commit = GroupCommit::start(store.clone(), config.ingest.commit_queue);
+    let files = FileIngest::build(&config.watches, &integrations, store.clone())?;
     let ready = Arc::new(AtomicBool::new(false));
 
     let max_body = config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
@@ -143,9 +151,11 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
         created,
         local_addr,
         source_names: sources.names(),
+        watch_names: files.names(),
         listener,
         store,
         commit,
+        files,
         app,
         ready,
         metrics,
@@ -158,7 +168,7 @@ pub async fn run(
     prepared: Prepared,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let Prepared { listener, store, commit, app, ready, metrics, store_config, .. } = prepared;
+    let Prepared { listener, store, commit, files, app, ready, metrics, store_config, .. } = prepared;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let retention = Retention {
         max_age_secs: i64::from(store_config.retention_days) * 86_400,
@@ -172,6 +182,8 @@ pub async fn run(
     ));
     let upkeep = tokio::spawn(metrics_upkeep(metrics, stop_rx));
 
+    let files = files.start(commit.clone());
+
     ready.store(true, Ordering::Release);
     let ready_flag = ready.clone();
     let graceful = async move {
@@ -182,6 +194,8 @@ pub async fn run(
     let served = axum::serve(listener, app).with_graceful_shutdown(graceful).await;
 
     let _ = stop_tx.send(true);
+    // Watches first: each finishes the batch it is writing while the committer still runs.
+    files.shutdown().await;
     commit.shutdown().await;
     let flushed = tokio::task::spawn_blocking({
         let store = store.clone();

@@ -38,6 +38,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             addr = %prepared.local_addr,
             data_dir = %data_dir.display(),
             sources = ?prepared.source_names,
+            watches = ?prepared.watch_names,
             "ready"
         );
         server::run(prepared, server::shutdown_signal()).await?;
