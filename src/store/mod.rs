@@ -101,6 +101,10 @@ pub struct FileCheckpoint {
     /// file still holds what was read: a truncated-and-regrown file or a reused inode fails the
     /// check, and a copy of the file (copytruncate) passes it.
     pub fingerprint: [u8; 16],
+    /// The file is a copy of another file being read (copytruncate, before the truncation):
+    /// it is not read past `offset` until the original is truncated or the copy diverges.
+    /// Stored so a restart does not read the copy's lines a second time.
+    pub held_copy: bool,
     /// The file's name when last read; for operators and logs, never for identity.
     pub path: std::path::PathBuf,
 }

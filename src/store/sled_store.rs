@@ -7,7 +7,8 @@
 //! - `meta`: `event_count` → u64 BE, updated in the same transactions that add or remove
 //!   events, so the count is exact after a crash and costs nothing to load on open.
 //! - `file_checkpoints`: `watch name, 0x00, dev: u64 BE, ino: u64 BE` →
-//!   `[format 1][offset: u64 BE][line: u64 BE][fingerprint: 16][path bytes]`, written in the same
+//!   `[format 1][offset: u64 BE][line: u64 BE][fingerprint: 16][flags: 1][path bytes]` (flag bit 0:
+//!   held copy), written in the same
 //!   transaction as the events read up to that offset.
 //!
 //! Deliberately not here: flushing policy (that is [`super::GroupCommit`]), when to sweep
@@ -41,7 +42,7 @@ const DEDUP_VALUE_LEN: usize = 1 + 16 + 8;
 /// First byte of every checkpoint value, for the same reason.
 const CHECKPOINT_FORMAT: u8 = 1;
 /// Checkpoint value bytes before the path.
-const CHECKPOINT_FIXED_LEN: usize = 1 + 8 + 8 + 16;
+const CHECKPOINT_FIXED_LEN: usize = 1 + 8 + 8 + 16 + 1;
 
 /// Events removed per sweep transaction. Each transaction holds sled's global write lock, so a
 /// small batch keeps ingest from stalling behind a large retention backlog.
@@ -441,6 +442,7 @@ fn encode_checkpoint(checkpoint: &FileCheckpoint) -> Vec<u8> {
     value.extend_from_slice(&checkpoint.offset.to_be_bytes());
     value.extend_from_slice(&checkpoint.line.to_be_bytes());
     value.extend_from_slice(&checkpoint.fingerprint);
+    value.push(u8::from(checkpoint.held_copy));
     value.extend_from_slice(path);
     value
 }
@@ -469,6 +471,7 @@ fn decode_checkpoint(
         offset: u64_at(value, 1).ok_or_else(bad)?,
         line: u64_at(value, 9).ok_or_else(bad)?,
         fingerprint,
+        held_copy: value.get(33).is_some_and(|flags| flags & 1 == 1),
         path: std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&value[CHECKPOINT_FIXED_LEN..])),
     };
     Ok((file, checkpoint))
@@ -751,6 +754,7 @@ mod tests {
                 offset,
                 line: offset / 10,
                 fingerprint: [offset as u8; 16],
+                held_copy: offset % 2 == 1,
                 path: format!("/var/log/{watch}.log").into(),
             },
         }
@@ -782,6 +786,7 @@ mod tests {
             vec![(FileId { dev: 7, ino: 42 }, file_batch("w", 42, 100, vec![]).checkpoint)]
         );
         assert_eq!(store.file_checkpoints("other").unwrap()[0].1.offset, 5);
+        assert!(store.file_checkpoints("other").unwrap()[0].1.held_copy, "flags round-trip");
         assert!(store.file_checkpoints("ot").unwrap().is_empty(), "prefixes do not overlap");
 
         // A replayed line is a duplicate; the checkpoint still moves.

@@ -15,9 +15,11 @@
 //!   (copytruncate) or its inode reused: it is read again from the start. The lines written
 //!   between the last read and the truncation are recovered from the copy, found in the same
 //!   directory because its bytes match the fingerprint at the checkpoint.
-//! - A new file whose bytes match a file already being read (a copy taken before the original is
-//!   truncated) is not read from its start: it holds nothing new until the original is
-//!   truncated, at which point it is rewound to the original's checkpoint.
+//! - A new file whose bytes are a prefix of a file already being read (a copy taken before the
+//!   original is truncated, possibly still being written) is *held*: it is not read while it
+//!   stays a prefix of the original, since the original holds the same lines. When the original
+//!   is truncated the copy is rewound to the original's checkpoint and read from there; if it
+//!   diverges it is read from where it stopped being a copy.
 //! - Every line is stored with a dedup key `(watch, device, inode, offset, sha256(line))`, a
 //!   second guard: re-reading a span whose events are already stored (a rewind, a crash between
 //!   write and checkpoint that cannot happen but costs nothing to guard) stores nothing twice.
@@ -126,6 +128,8 @@ struct Tracked {
     dirty: bool,
     /// The last read reached the end of the file.
     at_eof: bool,
+    /// A copy of another open file, not read while it stays one (see the module doc).
+    held: bool,
 }
 
 /// One directory entry from a listing.
@@ -180,9 +184,12 @@ impl Watch {
         let listing = self.list_directory();
         // 1. Open files first: a truncation found here may claim a copy that step 3 would
         //    otherwise take for a new file.
-        let ids: Vec<FileId> = self.open.keys().copied().collect();
-        for id in ids {
+        //    Held copies last: their originals' truncations are found first.
+        let mut ids: Vec<(FileId, bool)> = self.open.iter().map(|(id, t)| (*id, t.held)).collect();
+        ids.sort_by_key(|(_, held)| *held);
+        for (id, _) in ids {
             self.check_open_file(id, listing.as_deref(), now);
+            self.check_held_copy(id, now);
         }
         let Some(listing) = listing else { return };
         // 2. Entries with a checkpoint: resume them (known files before unknown ones, for the
@@ -240,6 +247,10 @@ impl Watch {
         let rotate_wait = self.spec.rotate_wait;
         let format = self.spec.format;
         let Some(tracked) = self.open.get_mut(&id) else { return Ok(Progress::Idle) };
+        if tracked.held {
+            // Only its checkpoint moves.
+            return self.store_records(id, Vec::new()).map(|()| Progress::Wrote);
+        }
         if let Err(err) = tracked.fill(now) {
             telemetry::FileError { watch: &self.spec.name, op: "read", path: &tracked.path, error: &err }
                 .emit();
@@ -368,6 +379,7 @@ impl Watch {
         if truncated {
             let lost = Lost { position: tracked.committed, fingerprint: tracked.fingerprint, file: id };
             let path = tracked.path.clone();
+            let held_copy = tracked.held;
             telemetry::FileRotated { watch: &self.spec.name, path: &path, kind: "truncate" }.emit();
             if let Some(listing) = listing {
                 self.recover_from_copy(&lost, listing, now);
@@ -375,6 +387,31 @@ impl Watch {
             if let Some(tracked) = self.open.get_mut(&id) {
                 tracked.restart_at(Position::default(), fingerprint_of(&[]), now);
             }
+        }
+    }
+
+    /// Step 1, for a held copy: it stays held while it is a prefix of an open original, and
+    /// follows its own growth (a copy still being written) without reading it; otherwise it is
+    /// released and read from where it stopped being a copy.
+    fn check_held_copy(&mut self, id: FileId, now: Instant) {
+        let Some(copy) = self.open.get(&id) else { return };
+        if !copy.held {
+            return;
+        }
+        let size = copy.size;
+        let Ok(own) = fingerprint(&copy.file, size) else { return };
+        let still_copy = self.open.iter().any(|(other, t)| {
+            *other != id && !t.held && t.size >= size && fingerprint(&t.file, size).ok() == Some(own)
+        });
+        let Some(copy) = self.open.get_mut(&id) else { return };
+        if !still_copy {
+            copy.held = false;
+            copy.dirty = true;
+            tracing::info!(watch = %self.spec.name, path = ?copy.path, offset = copy.committed.offset, "copy no longer matches its original; reading it");
+        } else if size != copy.committed.offset {
+            let from = if size > copy.committed.offset { copy.committed } else { Position::default() };
+            let line = from.line + count_lines(&copy.file, from.offset, size).unwrap_or(0);
+            copy.restart_at(Position { offset: size, line }, own, now);
         }
     }
 
@@ -406,6 +443,9 @@ impl Watch {
         let position = Position { offset: checkpoint.offset, line: checkpoint.line };
         if intact {
             self.track(id, file, path, entry.matched, position, checkpoint.fingerprint, false, now);
+            if let Some(tracked) = self.open.get_mut(&id) {
+                tracked.held = checkpoint.held_copy;
+            }
             return;
         }
         if !entry.matched {
@@ -444,14 +484,18 @@ impl Watch {
                     .find(|t| t.size >= size && fingerprint(&t.file, size).ok() == Some(own));
                 if let Some(original) = original {
                     telemetry::FileRotated { watch: &self.spec.name, path: &path, kind: "copy_seen" }.emit();
-                    tracing::info!(watch = %self.spec.name, copy = ?path, of = ?original.path, "file is a copy of one being read; starting at its end");
-                    start = Position { offset: size, line: count_lines(&file, size).unwrap_or(0) };
+                    tracing::info!(watch = %self.spec.name, copy = ?path, of = ?original.path, "file is a copy of one being read; holding it");
+                    start = Position { offset: size, line: count_lines(&file, 0, size).unwrap_or(0) };
                     print = own;
                 }
             }
         }
         tracing::info!(watch = %self.spec.name, path = ?path, offset = start.offset, "reading new file");
+        let held = start.offset > 0;
         self.track(id, file, path, true, start, print, true, now);
+        if let Some(tracked) = self.open.get_mut(&id) {
+            tracked.held = held;
+        }
     }
 
     /// After a truncation: finds the copy holding the bytes that were at `lost` and reads it
@@ -470,6 +514,8 @@ impl Watch {
                     if copy.committed.offset != lost.position.offset {
                         copy.restart_at(lost.position, lost.fingerprint, now);
                     }
+                    copy.held = false;
+                    copy.dirty = true;
                     telemetry::FileRotated { watch: &self.spec.name, path: &copy.path, kind: "copy" }.emit();
                     return;
                 }
@@ -550,6 +596,7 @@ impl Watch {
             last_growth: now,
             dirty,
             at_eof: false,
+            held: false,
         };
         self.open.insert(id, tracked);
     }
@@ -566,6 +613,9 @@ impl Watch {
         let format = self.spec.format;
         let rotate_wait = self.spec.rotate_wait;
         let has_work = |t: &Tracked| {
+            if t.held {
+                return t.dirty;
+            }
             let quiet = now.duration_since(t.last_growth);
             !t.ready.is_empty()
                 || t.dirty
@@ -595,6 +645,7 @@ impl Watch {
             fingerprint(&tracked.file, resume.offset).unwrap_or_else(|_| fingerprint_of(&[]))
         };
         let path = tracked.path.clone();
+        let held_copy = tracked.held;
         let received_at = OffsetDateTime::now_utc();
         let expires_at = received_at.unix_timestamp().saturating_add(LINE_DEDUP_TTL_SECS);
         let mut events = Vec::new();
@@ -645,7 +696,7 @@ impl Watch {
             }
         }
         let checkpoint =
-            FileCheckpoint { offset: resume.offset, line: resume.line, fingerprint: print, path };
+            FileCheckpoint { offset: resume.offset, line: resume.line, fingerprint: print, held_copy, path };
         let batch = FileBatch { watch: self.spec.name.clone(), file: id, events, checkpoint };
         let outcomes = match self.store.put_file_batch(&batch) {
             Ok(outcomes) => outcomes,
@@ -809,10 +860,10 @@ pub fn fingerprint_of(bytes: &[u8]) -> Fingerprint {
     out
 }
 
-/// Newlines in the first `upto` bytes: the line number at a copy's end.
-fn count_lines(file: &File, upto: u64) -> std::io::Result<u64> {
+/// Newlines in the bytes `from..upto`: line numbers for a held copy.
+fn count_lines(file: &File, from: u64, upto: u64) -> std::io::Result<u64> {
     let mut buf = vec![0u8; READ_CHUNK];
-    let (mut at, mut lines) = (0u64, 0u64);
+    let (mut at, mut lines) = (from, 0u64);
     while at < upto {
         let want = (upto - at).min(READ_CHUNK as u64) as usize;
         let n = file.read_at(&mut buf[..want], at)?;
@@ -878,9 +929,13 @@ mod tests {
         }
 
         fn append(&self, name: &str, text: &str) {
+            self.append_bytes(name, text.as_bytes());
+        }
+
+        fn append_bytes(&self, name: &str, bytes: &[u8]) {
             let mut file =
                 std::fs::OpenOptions::new().create(true).append(true).open(self.path(name)).unwrap();
-            file.write_all(text.as_bytes()).unwrap();
+            file.write_all(bytes).unwrap();
         }
 
         fn markers(&self) -> Vec<String> {
@@ -1043,6 +1098,46 @@ mod tests {
         fx.run(&mut watch);
         fx.run(&mut watch);
         assert_eq!(sorted(fx.markers()), expect(0..5));
+    }
+
+    #[test]
+    fn a_copy_written_in_pieces_is_held_until_the_truncation() {
+        let fx = Fixture::new("a.log*");
+        let mut watch = fx.load();
+        fx.append("a.log", &lines(0..2));
+        fx.run(&mut watch);
+        fx.append("a.log", &lines(2..6));
+        let full = std::fs::read(fx.path("a.log")).unwrap();
+        let half = full.len() / 2 + 3; // mid-line
+        fx.append_bytes("a.log.1", &full[..half]);
+        fx.run(&mut watch); // the copy is seen half written and held; a.log is read to its end
+        fx.append_bytes("a.log.1", &full[half..]);
+        fx.run(&mut watch);
+        std::fs::OpenOptions::new().write(true).open(fx.path("a.log")).unwrap().set_len(0).unwrap();
+        fx.append("a.log", &lines(6..7));
+        fx.run(&mut watch);
+        fx.run(&mut watch);
+        assert_eq!(sorted(fx.markers()), expect(0..7));
+        // And after a restart nothing is read again.
+        drop(watch);
+        let mut watch = fx.load();
+        fx.run(&mut watch);
+        fx.run(&mut watch);
+        assert_eq!(sorted(fx.markers()), expect(0..7));
+    }
+
+    #[test]
+    fn a_held_copy_that_diverges_is_read_from_where_it_stopped_matching() {
+        let fx = Fixture::new("a.log*");
+        let mut watch = fx.load();
+        fx.append("a.log", &lines(0..2));
+        fx.run(&mut watch);
+        fx.append("a.log.1", &lines(0..1));
+        fx.run(&mut watch);
+        fx.append("a.log.1", &lines(10..12)); // not what a.log holds
+        fx.run(&mut watch);
+        fx.run(&mut watch);
+        assert_eq!(sorted(fx.markers()), ["L0", "L1", "L10", "L11"]);
     }
 
     #[test]
