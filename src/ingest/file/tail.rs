@@ -379,7 +379,6 @@ impl Watch {
         if truncated {
             let lost = Lost { position: tracked.committed, fingerprint: tracked.fingerprint, file: id };
             let path = tracked.path.clone();
-            let held_copy = tracked.held;
             telemetry::FileRotated { watch: &self.spec.name, path: &path, kind: "truncate" }.emit();
             if let Some(listing) = listing {
                 self.recover_from_copy(&lost, listing, now);
