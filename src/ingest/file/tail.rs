@@ -130,6 +130,12 @@ struct Tracked {
     at_eof: bool,
     /// A copy of another open file, not read while it stays one (see the module doc).
     held: bool,
+    /// The bytes from `history_start` up to what the assembler has seen. A new checkpoint's
+    /// fingerprint is computed from the bytes as they were read, not by reading the file again:
+    /// by then it may have been truncated, and a fingerprint of the new bytes would hide that.
+    history: Vec<u8>,
+    /// File offset of `history[0]`.
+    history_start: u64,
 }
 
 /// One directory entry from a listing.
@@ -596,7 +602,11 @@ impl Watch {
             dirty,
             at_eof: false,
             held: false,
+            history: Vec::new(),
+            history_start: from.offset,
         };
+        let mut tracked = tracked;
+        tracked.seed_history();
         self.open.insert(id, tracked);
     }
 
@@ -641,7 +651,7 @@ impl Watch {
         let print = if resume == tracked.committed {
             tracked.fingerprint
         } else {
-            fingerprint(&tracked.file, resume.offset).unwrap_or_else(|_| fingerprint_of(&[]))
+            tracked.fingerprint_at(resume.offset)
         };
         let path = tracked.path.clone();
         let held_copy = tracked.held;
@@ -725,6 +735,7 @@ impl Watch {
             tracked.committed = resume;
             tracked.fingerprint = print;
             tracked.dirty = false;
+            tracked.trim_history();
         }
         Ok(())
     }
@@ -772,6 +783,7 @@ impl Tracked {
                 return Ok(());
             }
             self.last_growth = now;
+            self.history.extend_from_slice(&buf[..n]);
             let mut out = Vec::new();
             self.assembler.push(&buf[..n], &mut out);
             self.ready.extend(out);
@@ -800,6 +812,51 @@ impl Tracked {
         self.assembler = Assembler::new(self.assembler.format(), self.committed);
         self.ready.clear();
         self.at_eof = false;
+        let keep = self.committed.offset.saturating_sub(self.history_start);
+        self.history.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+    }
+
+    /// Starts the history with the bytes just before the checkpoint (read now, right after the
+    /// checkpoint was validated or chosen).
+    fn seed_history(&mut self) {
+        let offset = self.committed.offset;
+        let len = offset.min(FINGERPRINT_WINDOW);
+        let mut buf = vec![0u8; len as usize];
+        match self.file.read_exact_at(&mut buf, offset - len) {
+            Ok(()) => {
+                self.history = buf;
+                self.history_start = offset - len;
+            }
+            Err(_) => {
+                self.history.clear();
+                self.history_start = offset;
+            }
+        }
+    }
+
+    /// The fingerprint at `offset` from the bytes as read (the file only if they are not held).
+    fn fingerprint_at(&self, offset: u64) -> Fingerprint {
+        let len = offset.min(FINGERPRINT_WINDOW);
+        let end = self.history_start + self.history.len() as u64;
+        if offset - len >= self.history_start && offset <= end {
+            let from = (offset - len - self.history_start) as usize;
+            let to = (offset - self.history_start) as usize;
+            if let Some(bytes) = self.history.get(from..to) {
+                return fingerprint_of(bytes);
+            }
+        }
+        fingerprint(&self.file, offset).unwrap_or_else(|_| fingerprint_of(&[]))
+    }
+
+    /// Drops history no future checkpoint can need (everything before the committed window).
+    fn trim_history(&mut self) {
+        let keep_from = self.committed.offset.saturating_sub(FINGERPRINT_WINDOW);
+        if keep_from > self.history_start {
+            let drop =
+                usize::try_from(keep_from - self.history_start).unwrap_or(usize::MAX).min(self.history.len());
+            self.history.drain(..drop);
+            self.history_start += drop as u64;
+        }
     }
 
     /// Starts over at `from` (truncation: the start; a copy: the original's checkpoint).
@@ -809,6 +866,7 @@ impl Tracked {
         self.dirty = true;
         self.last_growth = now;
         self.rewind();
+        self.seed_history();
     }
 }
 
@@ -1042,6 +1100,28 @@ mod tests {
         fx.append("a.log", &lines(4..5));
         fx.run(&mut watch);
         assert_eq!(sorted(fx.markers()), expect(0..5));
+    }
+
+    #[test]
+    fn truncation_between_read_and_store_still_finds_the_copy() {
+        let fx = Fixture::new("a.log");
+        let mut watch = fx.load();
+        fx.append("a.log", &lines(0..2));
+        fx.run(&mut watch);
+        fx.append("a.log", &lines(2..4));
+        watch.scan(fx.now);
+        for tracked in watch.open.values_mut() {
+            tracked.fill(fx.now).unwrap(); // read L2, L3; not stored yet
+        }
+        fx.append("a.log", &lines(4..6));
+        std::fs::copy(fx.path("a.log"), fx.path("a.log.1")).unwrap();
+        std::fs::OpenOptions::new().write(true).open(fx.path("a.log")).unwrap().set_len(0).unwrap();
+        fx.append("a.log", &lines(6..7));
+        // Stored after the truncation: the checkpoint's fingerprint must describe what was read.
+        while watch.write_next_batch(fx.now).unwrap() == Progress::Wrote {}
+        fx.run(&mut watch);
+        fx.run(&mut watch);
+        assert_eq!(sorted(fx.markers()), expect(0..7));
     }
 
     #[test]
