@@ -412,7 +412,7 @@ impl Watch {
         if !still_copy {
             copy.held = false;
             copy.dirty = true;
-            tracing::info!(watch = %self.spec.name, path = ?copy.path, offset = copy.committed.offset, "copy no longer matches its original; reading it");
+            tracing::info!(watch = %self.spec.name, path = ?copy.path, offset = copy.committed.offset, "not a copy (any more); reading it");
         } else if size != copy.committed.offset {
             let from = if size > copy.committed.offset { copy.committed } else { Position::default() };
             let line = from.line + count_lines(&copy.file, from.offset, size).unwrap_or(0);
@@ -477,17 +477,20 @@ impl Watch {
             return;
         }
         // A copy of a file being read (copytruncate, before the truncation) holds nothing new:
-        // start it where the copy ends; a truncation of the original rewinds it.
+        // hold it at its end; a truncation of the original rewinds it. An empty file is held
+        // too (a copy starts empty): the next scan releases it at 0 as soon as its bytes differ.
         let size = meta.len();
         let mut start = Position::default();
         let mut print = fingerprint_of(&[]);
-        if size > 0 {
-            if let Ok(own) = fingerprint(&file, size) {
-                let original = self
-                    .open
-                    .values()
-                    .find(|t| t.size >= size && fingerprint(&t.file, size).ok() == Some(own));
-                if let Some(original) = original {
+        let mut held = false;
+        if let Ok(own) = fingerprint(&file, size) {
+            let original = self
+                .open
+                .values()
+                .find(|t| !t.held && t.size >= size && fingerprint(&t.file, size).ok() == Some(own));
+            if let Some(original) = original {
+                held = true;
+                if size > 0 {
                     telemetry::FileRotated { watch: &self.spec.name, path: &path, kind: "copy_seen" }.emit();
                     tracing::info!(watch = %self.spec.name, copy = ?path, of = ?original.path, "file is a copy of one being read; holding it");
                     start = Position { offset: size, line: count_lines(&file, 0, size).unwrap_or(0) };
@@ -495,8 +498,7 @@ impl Watch {
                 }
             }
         }
-        tracing::info!(watch = %self.spec.name, path = ?path, offset = start.offset, "reading new file");
-        let held = start.offset > 0;
+        tracing::info!(watch = %self.spec.name, path = ?path, offset = start.offset, held, "new file");
         self.track(id, file, path, true, start, print, true, now);
         if let Some(tracked) = self.open.get_mut(&id) {
             tracked.held = held;
@@ -1203,6 +1205,31 @@ mod tests {
         fx.run(&mut watch);
         fx.run(&mut watch);
         assert_eq!(sorted(fx.markers()), expect(0..7));
+    }
+
+    #[test]
+    fn a_copy_seen_while_still_empty_is_not_read_twice() {
+        let fx = Fixture::new("a.log*");
+        let mut watch = fx.load();
+        fx.append("a.log", &lines(0..3));
+        fx.run(&mut watch);
+        fx.append("a.log.1", ""); // the copy is created...
+        fx.run(&mut watch);
+        fx.append_bytes("a.log.1", &std::fs::read(fx.path("a.log")).unwrap()); // ...then filled
+        fx.run(&mut watch);
+        std::fs::OpenOptions::new().write(true).open(fx.path("a.log")).unwrap().set_len(0).unwrap();
+        fx.append("a.log", &lines(3..4));
+        fx.run(&mut watch);
+        fx.run(&mut watch);
+        assert_eq!(sorted(fx.markers()), expect(0..4));
+        // A new empty file that then gets its own lines is read from its start.
+        fx.append("b.log.2", "");
+        std::fs::rename(fx.path("b.log.2"), fx.path("a.log.2")).unwrap();
+        fx.run(&mut watch);
+        fx.append("a.log.2", &lines(4..6));
+        fx.run(&mut watch);
+        fx.run(&mut watch);
+        assert_eq!(sorted(fx.markers()), expect(0..6));
     }
 
     #[test]
