@@ -220,7 +220,7 @@ fn write_with_rotations(
     let mut next_rotation = 40 + rng.next() % 80;
     for i in 0..total {
         let text = line(i);
-        if rng.next() % 5 == 0 {
+        if rng.next().is_multiple_of(5) {
             let cut = 1 + (rng.next() as usize % (text.len() - 1));
             file.write_all(&text.as_bytes()[..cut]).unwrap();
             std::thread::sleep(Duration::from_millis(2));
@@ -232,7 +232,7 @@ fn write_with_rotations(
         if i + 1 == next_rotation {
             generation += 1;
             let rotated = logs.join(format!("events.log.{generation}"));
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 std::fs::rename(&live, &rotated).unwrap();
                 file = open();
             } else {
