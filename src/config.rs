@@ -41,6 +41,9 @@ pub struct Config {
     /// Ingest queue settings.
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// Agent session settings.
+    #[serde(default)]
+    pub sessions: SessionsConfig,
     /// Configured senders, one `[[source]]` table each.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
@@ -108,6 +111,26 @@ fn default_commit_queue() -> usize {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig { commit_queue: default_commit_queue() }
+    }
+}
+
+/// `[sessions]`: agent session lifetime.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// A session with no registration, command or outcome for this many seconds is ended.
+    /// Default 86400 (one day). Local sessions also end as soon as their agent process exits.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    86_400
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig { idle_timeout_secs: default_idle_timeout_secs() }
     }
 }
 

@@ -206,3 +206,44 @@ impl SecurityEvent {
         self.body.time.unwrap_or(self.received_at)
     }
 }
+
+/// How an event was tied to an agent session (DESIGN §4): stored beside the event by the
+/// correlation stage and shown with it, so an analyst sees *why*.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Correlation {
+    pub status: CorrelationStatus,
+    /// The session the event belongs to, when matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<Uuid>,
+    /// The agent's own tool-call id of the command that caused it, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    /// The winning candidate's score (0–1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// Why: one line per piece of evidence, strongest first.
+    pub evidence: Vec<Evidence>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub correlated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CorrelationStatus {
+    Matched,
+    /// Two candidates scored too close to call; neither is chosen.
+    Ambiguous,
+    Unmatched,
+}
+
+/// One reason for (or against) a candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Evidence {
+    /// `ancestry`, `command`, `time`, `cwd`, `target`, `host`, `candidate`.
+    pub kind: String,
+    /// Human-readable, written by haltwire (event text appears only quoted and capped).
+    pub detail: String,
+    /// Contribution to the score.
+    pub weight: f64,
+}

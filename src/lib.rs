@@ -16,12 +16,15 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod correlate;
 pub mod decode;
 pub mod directive;
 pub mod event;
 pub mod ingest;
+pub mod pipeline;
 pub mod secrets;
 pub mod server;
+pub mod sessions;
 pub mod store;
 pub mod telemetry;
 pub mod token;

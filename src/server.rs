@@ -7,13 +7,18 @@
 
 use crate::api::{self, ApiState};
 use crate::config::{Config, StoreConfig, DEFAULT_MAX_BODY_BYTES};
+use crate::correlate::tracker::Tracker;
+use crate::correlate::Correlator;
 use crate::decode::{Integrations, IntegrationsError};
 use crate::directive::keys::BrokerKey;
 use crate::ingest::file::{FileIngest, FileIngestError};
 use crate::ingest::http::{self as ingest_http, IngestState};
 use crate::ingest::sources::Sources;
+use crate::pipeline::Pipeline;
 use crate::secrets;
-use crate::store::{self, GroupCommit, Retention, SledStore, Store};
+use crate::sessions::procfs::Procfs;
+use crate::sessions::registry::Registry;
+use crate::store::{self, GroupCommit, Retention, SessionStore, SledStore, Store};
 use crate::token::TokenKey;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
@@ -98,6 +103,10 @@ pub struct Prepared {
     ready: Arc<AtomicBool>,
     metrics: PrometheusHandle,
     store_config: StoreConfig,
+    /// The stages after ingest, on their own thread.
+    pipeline_thread: crate::pipeline::Running,
+    /// Reaps dead sessions and tracks agent process trees.
+    upkeep: SessionUpkeep,
 }
 
 /// Opens the data directory, keys, store and sources, and binds the socket.
@@ -125,23 +134,45 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
     }
 
     let metrics = install_metrics()?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&data_dir.join("store"), config.store.cache_bytes)?);
+    let sled = Arc::new(SledStore::open(&data_dir.join("store"), config.store.cache_bytes)?);
+    let store: Arc<dyn Store> = sled.clone();
+    let session_store: Arc<dyn SessionStore> = sled;
     let commit = GroupCommit::start(store.clone(), config.ingest.commit_queue);
     let files = FileIngest::build(&config.watches, &integrations, store.clone())?;
     let ready = Arc::new(AtomicBool::new(false));
 
+    let local_host = local_hostname();
+    let registry = Arc::new(Registry::new(
+        session_store.clone(),
+        Procfs::default(),
+        local_host.clone(),
+        time::Duration::seconds(i64::try_from(config.sessions.idle_timeout_secs).unwrap_or(i64::MAX)),
+    ));
+    let tracker = Tracker::default();
+    let correlator = Arc::new(Correlator::new(Procfs::default(), local_host, tracker.clone()));
+    let (pipeline, pipeline_thread) =
+        Pipeline::start(store.clone(), session_store.clone(), correlator).map_err(ServeError::Serve)?;
+    let upkeep = SessionUpkeep::start(registry.clone(), tracker).map_err(ServeError::Serve)?;
+
     let max_body = config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
-    let app = ingest_http::router(IngestState::new(sources.clone(), store.clone(), commit.clone()), max_body)
-        .merge(api::router(ApiState {
-            store: store.clone(),
-            tokens: Arc::new(tokens),
-            metrics: Some(metrics.clone()),
-            ready: ready.clone(),
-        }))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ));
+    let app = ingest_http::router(
+        IngestState::new(sources.clone(), store.clone(), commit.clone(), pipeline.clone()),
+        max_body,
+    )
+    .merge(api::router(ApiState {
+        store: store.clone(),
+        sessions: session_store,
+        registry,
+        commit: commit.clone(),
+        pipeline,
+        tokens: Arc::new(tokens),
+        metrics: Some(metrics.clone()),
+        ready: ready.clone(),
+    }))
+    .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        Duration::from_secs(30),
+    ));
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -160,6 +191,8 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
         ready,
         metrics,
         store_config: config.store,
+        pipeline_thread,
+        upkeep,
     })
 }
 
@@ -168,7 +201,19 @@ pub async fn run(
     prepared: Prepared,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let Prepared { listener, store, commit, files, app, ready, metrics, store_config, .. } = prepared;
+    let Prepared {
+        listener,
+        store,
+        commit,
+        files,
+        app,
+        ready,
+        metrics,
+        store_config,
+        pipeline_thread,
+        upkeep: session_upkeep,
+        ..
+    } = prepared;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let retention = Retention {
         max_age_secs: i64::from(store_config.retention_days) * 86_400,
@@ -191,11 +236,15 @@ pub async fn run(
         ready_flag.store(false, Ordering::Release);
         tracing::info!("shutdown requested: finishing in-flight requests");
     };
-    let served = axum::serve(listener, app).with_graceful_shutdown(graceful).await;
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, service).with_graceful_shutdown(graceful).await;
 
     let _ = stop_tx.send(true);
-    // Watches first: each finishes the batch it is writing while the committer still runs.
+    // Watches first: each finishes the batch it is writing while the committer still runs
+    // (and rings the pipeline, which therefore stops after them).
     files.shutdown().await;
+    session_upkeep.stop();
+    pipeline_thread.stop();
     commit.shutdown().await;
     let flushed = tokio::task::spawn_blocking({
         let store = store.clone();
@@ -226,6 +275,58 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = terminate => {},
+    }
+}
+
+/// This machine's name, as sessions and events carry it.
+fn local_hostname() -> String {
+    hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".to_string())
+}
+
+/// A background thread that ends sessions whose agent is gone and feeds the process tracker.
+/// A thread, not a task: both jobs read `/proc` and sled, which block.
+pub struct SessionUpkeep {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SessionUpkeep {
+    /// How often agent process trees are sampled: short-lived children are caught if they live
+    /// at least this long.
+    const TRACK_EVERY: Duration = Duration::from_millis(200);
+    /// How often dead or idle sessions are reaped.
+    const REAP_EVERY: Duration = Duration::from_secs(2);
+
+    fn start(registry: Arc<Registry>, tracker: Tracker) -> std::io::Result<SessionUpkeep> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new().name("haltwire-sessions".into()).spawn(move || {
+            let procfs = Procfs::default();
+            let mut last_reap = std::time::Instant::now();
+            while !flag.load(Ordering::Acquire) {
+                if let Ok(roots) = registry.local_roots() {
+                    tracker.scan(&procfs, &roots);
+                }
+                if last_reap.elapsed() >= Self::REAP_EVERY {
+                    match registry.reap(time::OffsetDateTime::now_utc()) {
+                        Ok(ended) => {
+                            for (id, reason) in ended {
+                                tracing::info!(session_id = %id, ?reason, "session ended");
+                            }
+                        }
+                        Err(err) => tracing::warn!(%err, "session reaping failed"),
+                    }
+                    last_reap = std::time::Instant::now();
+                }
+                std::thread::sleep(Self::TRACK_EVERY);
+            }
+        })?;
+        Ok(SessionUpkeep { stop, thread })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.thread.join();
     }
 }
 

@@ -17,7 +17,7 @@ fn first_start_creates_owner_only_keys_and_says_where() {
     }
     let pem = std::fs::read_to_string(data.join("keys/directive.pem")).unwrap();
     assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
-    let stderr = broker.stderr();
+    let stderr = broker.wait_stderr("generic.whsec");
     assert!(stderr.contains("created broker signing key"), "{stderr}");
     assert!(stderr.contains("directive.pem"), "{stderr}");
     assert!(stderr.contains("generic.whsec"), "{stderr}");
@@ -25,7 +25,8 @@ fn first_start_creates_owner_only_keys_and_says_where() {
 
     // A second start reuses everything and creates nothing.
     let broker = Broker::start(&data);
-    assert!(!broker.stderr().contains("created"), "{}", broker.stderr());
+    let stderr = broker.wait_stderr("ready");
+    assert!(stderr.contains("ready") && !stderr.contains("created"), "{stderr}");
     assert_eq!(std::fs::read_to_string(data.join("keys/directive.pem")).unwrap(), pem);
 }
 

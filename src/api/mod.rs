@@ -5,9 +5,12 @@
 
 pub mod openapi;
 pub mod problem;
+pub mod sessions;
 
-use crate::event::SecurityEvent;
-use crate::store::{EventQuery, Store};
+use crate::event::{Correlation, SecurityEvent};
+use crate::pipeline::PipelineHandle;
+use crate::sessions::registry::Registry;
+use crate::store::{EventQuery, GroupCommit, SessionStore, Store};
 use crate::token::{Claims, Role, TokenKey};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -33,6 +36,14 @@ const DEFAULT_PAGE: usize = 100;
 pub struct ApiState {
     /// Read access to stored events.
     pub store: Arc<dyn Store>,
+    /// Sessions, ledgers and correlation results.
+    pub sessions: Arc<dyn SessionStore>,
+    /// The session registry's rules (register, record, end).
+    pub registry: Arc<Registry>,
+    /// Makes session writes durable before they are acknowledged.
+    pub commit: GroupCommit,
+    /// Rung when a ledger changes, so unmatched events can bind late.
+    pub pipeline: PipelineHandle,
     /// Checks the bearer tokens of `/v1` routes.
     pub tokens: Arc<TokenKey>,
     /// Renders `/metrics`; `None` when no recorder is installed (library tests).
@@ -42,6 +53,7 @@ pub struct ApiState {
 }
 
 pub fn router(state: ApiState) -> Router {
+    let sessions = sessions::router(state.clone());
     Router::new()
         .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(get_event))
@@ -50,6 +62,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::serve))
         .with_state(state)
+        .merge(sessions)
 }
 
 /// Checks `Authorization: Bearer <token>` for one of `roles`: 401 if absent or invalid, 403
@@ -79,11 +92,21 @@ pub struct EventsParams {
     pub limit: Option<usize>,
 }
 
+/// A stored event with what the later stages established about it.
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    #[serde(flatten)]
+    pub event: SecurityEvent,
+    /// Absent until the pipeline has correlated the event (normally within a second).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<Correlation>,
+}
+
 /// A page of events, oldest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventPage {
     #[schema(value_type = Vec<Object>)]
-    pub events: Vec<SecurityEvent>,
+    pub events: Vec<EventView>,
     /// Pass as `after` to get the next page; absent on the last page.
     pub next: Option<Uuid>,
 }
@@ -115,12 +138,14 @@ pub async fn list_events(
         return Err(invalid("`limit` must be between 1 and 1000"));
     }
     let query = EventQuery { after: params.after, since, limit };
-    let store = state.store.clone();
-    let events = tokio::task::spawn_blocking(move || store.events(&query))
-        .await
-        .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?
-        .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?;
-    let next = (events.len() == limit).then(|| events.last().map(|e| e.id)).flatten();
+    let (store, sessions) = (state.store.clone(), state.sessions.clone());
+    let events = tokio::task::spawn_blocking(move || -> Result<Vec<EventView>, crate::store::StoreError> {
+        store.events(&query)?.into_iter().map(|event| with_correlation(&*sessions, event)).collect()
+    })
+    .await
+    .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?
+    .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?;
+    let next = (events.len() == limit).then(|| events.last().map(|e| e.event.id)).flatten();
     Ok(Json(EventPage { events, next }))
 }
 
@@ -138,15 +163,25 @@ pub async fn get_event(
     State(state): State<ApiState>,
     headers: HeaderMap,
     id: Result<Path<Uuid>, PathRejection>,
-) -> Result<Json<SecurityEvent>, Problem> {
+) -> Result<Json<EventView>, Problem> {
     require_role(&headers, &state.tokens, &[Role::Soc])?;
     let Path(id) = id.map_err(|_| invalid("the event id must be a UUID"))?;
-    let store = state.store.clone();
-    let event = tokio::task::spawn_blocking(move || store.event(id))
-        .await
-        .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?
-        .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?;
+    let (store, sessions) = (state.store.clone(), state.sessions.clone());
+    let event = tokio::task::spawn_blocking(move || {
+        store.event(id)?.map(|e| with_correlation(&*sessions, e)).transpose()
+    })
+    .await
+    .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?
+    .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?;
     event.map(Json).ok_or_else(|| Problem::new(ProblemType::NotFound))
+}
+
+fn with_correlation(
+    sessions: &dyn SessionStore,
+    event: SecurityEvent,
+) -> Result<EventView, crate::store::StoreError> {
+    let correlation = sessions.correlation(event.id)?;
+    Ok(EventView { event, correlation })
 }
 
 /// Liveness: the process is up and serving HTTP.

@@ -26,6 +26,8 @@ pub enum ProblemType {
     /// A query parameter or path segment is malformed.
     InvalidRequest,
     NotFound,
+    /// The session has ended; register again.
+    SessionEnded,
     /// The commit queue is full; retry after the `Retry-After` seconds.
     Overloaded,
     /// The store could not commit; nothing was acknowledged.
@@ -46,6 +48,7 @@ impl ProblemType {
             ProblemType::InvalidEvent => "urn:haltwire:problem:invalid-event",
             ProblemType::InvalidRequest => "urn:haltwire:problem:invalid-request",
             ProblemType::NotFound => "urn:haltwire:problem:not-found",
+            ProblemType::SessionEnded => "urn:haltwire:problem:session-ended",
             ProblemType::Overloaded => "urn:haltwire:problem:overloaded",
             ProblemType::StorageUnavailable => "urn:haltwire:problem:storage-unavailable",
             ProblemType::ShuttingDown => "urn:haltwire:problem:shutting-down",
@@ -61,6 +64,7 @@ impl ProblemType {
             ProblemType::MalformedJson | ProblemType::InvalidRequest => StatusCode::BAD_REQUEST,
             ProblemType::InvalidEvent => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemType::NotFound => StatusCode::NOT_FOUND,
+            ProblemType::SessionEnded => StatusCode::CONFLICT,
             ProblemType::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ProblemType::StorageUnavailable | ProblemType::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -76,6 +80,7 @@ impl ProblemType {
             ProblemType::InvalidEvent => "Event does not match the integration",
             ProblemType::InvalidRequest => "Invalid request",
             ProblemType::NotFound => "Not found",
+            ProblemType::SessionEnded => "The session has ended",
             ProblemType::Overloaded => "Too many requests waiting to commit",
             ProblemType::StorageUnavailable => "Storage unavailable",
             ProblemType::ShuttingDown => "Shutting down",

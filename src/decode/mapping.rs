@@ -752,10 +752,7 @@ pub fn parse_time(text: &str, format: TimeFormat) -> Option<OffsetDateTime> {
         TimeFormat::UnixS => from_unix_nanos(text.parse::<f64>().ok()? * 1e9),
         TimeFormat::UnixMs => from_unix_nanos(text.parse::<f64>().ok()? * 1e6),
         TimeFormat::UnixNs => OffsetDateTime::from_unix_timestamp_nanos(text.parse::<i128>().ok()?).ok(),
-        TimeFormat::Audit => {
-            let stamp = text.split(':').next()?;
-            from_unix_nanos(stamp.parse::<f64>().ok()? * 1e9)
-        }
+        TimeFormat::Audit => from_decimal_seconds(text.split(':').next()?),
         TimeFormat::Ctime => {
             let fmt = time::macros::format_description!(
                 "[weekday repr:short] [month repr:short] [day padding:none] [hour]:[minute]:[second] [year]"
@@ -765,6 +762,17 @@ pub fn parse_time(text: &str, format: TimeFormat) -> Option<OffsetDateTime> {
             time::PrimitiveDateTime::parse(&normalized, &fmt).ok().map(|t| t.assume_utc())
         }
     }
+}
+
+/// `SECONDS[.FRACTION]` exactly (an `f64` would turn audit's `.977` into `.976999936`).
+fn from_decimal_seconds(text: &str) -> Option<OffsetDateTime> {
+    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if secs.is_empty() || secs.len() > 12 || frac.len() > 9 || !digits(secs) || !digits(frac) {
+        return None;
+    }
+    let nanos: i128 = format!("{frac:0<9}").parse().ok()?;
+    OffsetDateTime::from_unix_timestamp_nanos(secs.parse::<i128>().ok()? * 1_000_000_000 + nanos).ok()
 }
 
 fn from_unix_nanos(nanos: f64) -> Option<OffsetDateTime> {
@@ -1151,6 +1159,9 @@ mod tests {
         assert_eq!(ts("1412123850", TimeFormat::UnixS), Some(1412123850));
         assert_eq!(ts("1412123850000", TimeFormat::UnixMs), Some(1412123850));
         assert_eq!(ts("1795320857.092:60", TimeFormat::Audit), Some(1795320857));
+        let audit = parse_time("1170021493.977:293", TimeFormat::Audit).unwrap();
+        assert_eq!(audit.nanosecond(), 977_000_000, "audit stamps are exact, not f64");
+        assert_eq!(parse_time("1.2.3:4", TimeFormat::Audit), None);
         assert_eq!(ts("Tue Sep 30 17:37:30 2014 UTC", TimeFormat::Ctime), Some(1412098650));
         assert_eq!(ts("not a time", TimeFormat::Rfc3339), None);
     }

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod audit;
 pub mod mapping;
 
 include!(concat!(env!("OUT_DIR"), "/builtin_integrations.rs"));
@@ -76,13 +77,31 @@ fn decode_mapped(mapping: &Mapping, payload: &[u8]) -> Result<Vec<Decoded>, Deco
     let schema = |message: String| DecodeError::Schema { integration: mapping.name.clone(), message };
     let pairs = match mapping.parser {
         ParserKind::Json => mapping.apply_json(payload),
-        ParserKind::Audit => Err(ApplyError::Shape("the audit pre-parser is not part of this build".into())),
+        ParserKind::Audit => decode_audit(mapping, payload),
     };
     match pairs {
         Ok(pairs) => Ok(pairs.into_iter().map(|(body, raw)| Decoded { body, raw }).collect()),
         Err(ApplyError::Syntax(m)) => Err(DecodeError::Syntax(m)),
         Err(ApplyError::Shape(m)) => Err(schema(m)),
     }
+}
+
+/// Audit text → events: grouped by stamp (a payload is normally one group already, but an
+/// HTTP body or a hand-made file may hold several), each parsed to JSON and mapped. The raw of
+/// an event is its record text, as a JSON string. A group that is not audit records fails the
+/// whole payload, as malformed JSON would.
+fn decode_audit(mapping: &Mapping, payload: &[u8]) -> Result<Vec<(EventBody, Box<RawValue>)>, ApplyError> {
+    let text = String::from_utf8_lossy(payload);
+    let mut out = Vec::new();
+    for (_, group) in audit::group_lines(&text) {
+        let doc = audit::to_json(&group).map_err(|e| ApplyError::Shape(e.to_string()))?;
+        let raw = serde_json::value::to_raw_value(&group).map_err(|e| ApplyError::Shape(e.to_string()))?;
+        out.extend(mapping.apply_value(&doc, &raw)?);
+    }
+    if out.is_empty() {
+        return Err(ApplyError::Shape(audit::AuditError::Empty.to_string()));
+    }
+    Ok(out)
 }
 
 /// Where an integration's mapping came from.
@@ -189,8 +208,8 @@ impl Integrations {
 }
 
 /// Splits input text into payloads, each with the 1-based line it starts on: one JSON
-/// document if the whole text is one, else one payload per non-empty line. (Audit logs are
-/// grouped into events by their pre-parser.)
+/// document if the whole text is one, else one payload per non-empty line. Audit logs are
+/// cut into events (the records sharing a stamp), see [`audit::group_lines`].
 pub fn split_payloads(parser: ParserKind, text: &str) -> Vec<(usize, String)> {
     match parser {
         ParserKind::Json => {
@@ -200,7 +219,7 @@ pub fn split_payloads(parser: ParserKind, text: &str) -> Vec<(usize, String)> {
             }
             non_empty_lines(text)
         }
-        ParserKind::Audit => non_empty_lines(text),
+        ParserKind::Audit => audit::group_lines(text),
     }
 }
 
@@ -236,7 +255,15 @@ fn decode_generic(payload: &[u8]) -> Result<Decoded, DecodeError> {
     if !raw.get().trim_start().starts_with('{') {
         return Err(schema_error("expected a JSON object"));
     }
-    let body: EventBody = serde_json::from_str(raw.get()).map_err(|e| schema_error(&e.to_string()))?;
+    // The path of the offending field ("process.pid: invalid type …") tells the sender what
+    // to fix; serde's own message names only line and column.
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let body: EventBody = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        schema_error(&if field == "." { inner } else { format!("{field}: {inner}") })
+    })?;
+    de.end().map_err(|e| schema_error(&e.to_string()))?;
     check_limits(&body)?;
     Ok(Decoded { body, raw })
 }
@@ -348,6 +375,25 @@ mod tests {
     fn duplicate_keys_and_trailing_bytes_are_rejected() {
         assert!(Decoder::Generic.decode(br#"{"host":"a","host":"b"}"#).is_err());
         assert!(Decoder::Generic.decode(br#"{"host":"a"} x"#).is_err());
+    }
+
+    #[test]
+    fn audit_payloads_decode_per_event_with_the_record_text_as_raw() {
+        let auditd = Integrations::built_in().unwrap().get("auditd").unwrap();
+        assert_eq!(auditd.parser(), ParserKind::Audit);
+        let first = "type=SYSCALL msg=audit(1700000000.5:7): pid=42 success=no exit=-13\ntype=CWD msg=audit(1700000000.5:7): cwd=\"/\"";
+        let text = format!("{first}\ntype=SYSCALL msg=audit(1700000000.6:8): pid=43 success=yes exit=0\n");
+        assert_eq!(split_payloads(ParserKind::Audit, &text).len(), 2);
+        let decoded = auditd.decode(text.as_bytes()).unwrap();
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded[0].body.disposition, Disposition::Denied);
+        assert_eq!(decoded[0].body.process.as_ref().unwrap().pid, Some(42));
+        let raw: String = serde_json::from_str(decoded[0].raw.get()).unwrap();
+        assert_eq!(raw, first);
+        assert_eq!(decoded[1].body.disposition, Disposition::Detected);
+        for bad in [&b"not an audit record"[..], b"", b"\xff\xfe"] {
+            assert!(matches!(auditd.decode(bad), Err(DecodeError::Schema { .. })), "{bad:?}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::decode::{DecodeError, Decoded};
 use crate::event::SecurityEvent;
 use crate::ingest::auth::Verified;
 use crate::ingest::sources::{IngestSource, Sources};
+use crate::pipeline::{PipelineHandle, Ring};
 use crate::store::{DedupRecord, GroupCommit, PutOutcome, Store};
 use crate::telemetry;
 use axum::body::Bytes;
@@ -40,11 +41,18 @@ struct Inner {
     store: Arc<dyn Store>,
     /// Turns writes durable in batches; also the bounded queue that sheds load.
     commit: GroupCommit,
+    /// Rung once an event is durable; the pipeline takes it from there.
+    pipeline: PipelineHandle,
 }
 
 impl IngestState {
-    pub fn new(sources: Sources, store: Arc<dyn Store>, commit: GroupCommit) -> IngestState {
-        IngestState { inner: Arc::new(Inner { sources, store, commit }) }
+    pub fn new(
+        sources: Sources,
+        store: Arc<dyn Store>,
+        commit: GroupCommit,
+        pipeline: PipelineHandle,
+    ) -> IngestState {
+        IngestState { inner: Arc::new(Inner { sources, store, commit, pipeline }) }
     }
 }
 
@@ -59,10 +67,14 @@ pub fn router(state: IngestState, max_body_bytes: usize) -> Router {
 /// The `202` body.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IngestAccepted {
-    /// The stored event's id (for a duplicate: the id stored the first time).
+    /// The stored event's id (for a duplicate: the id stored the first time). For a payload
+    /// holding several events (a vendor batch), the first one's.
     pub event_id: Uuid,
     /// True when this message was seen before; nothing new was stored.
     pub duplicate: bool,
+    /// Every event's id, in payload order, when the payload held more than one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub event_ids: Vec<Uuid>,
 }
 
 /// A refused request: the problem sent back and the reason counted in metrics.
@@ -169,6 +181,13 @@ async fn accept(
     .await
     .map_err(|_| Refusal::new(ProblemType::StorageUnavailable, "store_write_failed"))??;
     slot.durable().await.map_err(|_| Refusal::new(ProblemType::StorageUnavailable, "flush_failed"))?;
+    if !accepted.duplicate {
+        let ids =
+            if accepted.event_ids.is_empty() { vec![accepted.event_id] } else { accepted.event_ids.clone() };
+        for id in ids {
+            state.inner.pipeline.ring(Ring::Stored(id));
+        }
+    }
     Ok((accepted, trust))
 }
 
@@ -186,7 +205,8 @@ fn store_all(
     let base_key = verified.dedup.key_for(source_name);
     let expires_at = verified.dedup.expires_at(now_unix);
     let several = decoded.len() > 1;
-    let mut first: Option<IngestAccepted> = None;
+    let mut ids = Vec::with_capacity(decoded.len());
+    let mut all_duplicates = true;
     for (index, Decoded { body, raw }) in decoded.into_iter().enumerate() {
         let mut key = base_key.clone();
         if several {
@@ -206,13 +226,17 @@ fn store_all(
             .store
             .put_once(&DedupRecord { key, expires_at }, &event)
             .map_err(|_| Refusal::new(ProblemType::StorageUnavailable, "store_write_failed"))?;
-        let accepted = match outcome {
-            PutOutcome::Stored(id) => IngestAccepted { event_id: id, duplicate: false },
-            PutOutcome::Duplicate(id) => IngestAccepted { event_id: id, duplicate: true },
-        };
-        first.get_or_insert(accepted);
+        all_duplicates &= matches!(outcome, PutOutcome::Duplicate(_));
+        ids.push(outcome.id());
     }
-    first.ok_or_else(|| Refusal::new(ProblemType::InvalidEvent, "empty_payload"))
+    let event_id = *ids.first().ok_or_else(|| Refusal::new(ProblemType::InvalidEvent, "empty_payload"))?;
+    Ok(IngestAccepted {
+        event_id,
+        // A retried batch of which some events were stored before is not a duplicate: the
+        // retry stored the rest.
+        duplicate: all_duplicates,
+        event_ids: if several { ids } else { Vec::new() },
+    })
 }
 
 fn body_refusal(rejection: BytesRejection) -> Refusal {

@@ -18,6 +18,7 @@
 
 mod commit;
 mod retention;
+pub mod sessions;
 mod sled_store;
 #[cfg(test)]
 mod testing;
@@ -31,6 +32,7 @@ use crate::event::SecurityEvent;
 
 pub use commit::{CommitSlot, GroupCommit, Overloaded};
 pub use retention::run_retention;
+pub use sessions::SessionStore;
 pub use sled_store::SledStore;
 
 /// The storage operations the rest of the broker relies on. A trait so that ingest and the SOC

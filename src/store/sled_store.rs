@@ -59,13 +59,19 @@ pub struct SledStore {
     /// The database; flush and size are database-wide, not per tree.
     db: sled::Db,
     /// Events keyed by id bytes, in arrival order.
-    events: sled::Tree,
+    pub(super) events: sled::Tree,
     /// Dedup keys with the first event's id and an expiry; outlives the events it points to.
     dedup: sled::Tree,
     /// The persistent event count (see the module doc).
-    meta: sled::Tree,
+    pub(super) meta: sled::Tree,
     /// File ingest checkpoints, per watch and file (see the module doc).
     checkpoints: sled::Tree,
+    /// Registered agent sessions: session id (16 bytes) → `Session` JSON.
+    pub(super) sessions: sled::Tree,
+    /// The command ledger: session id (16 bytes) ‖ call id → `CommandRecord` JSON.
+    pub(super) ledger: sled::Tree,
+    /// Correlation results beside the events: event id (16 bytes) → `Correlation` JSON.
+    pub(super) correlations: sled::Tree,
     /// In-memory mirror of the persistent count so `event_count()` never touches sled (it would
     /// wait behind a flush). Signed: two commits' mirror updates can land out of order, so a
     /// sweep's decrement may briefly precede the increment of the insert it follows; the reader
@@ -91,6 +97,9 @@ impl SledStore {
         let checkpoints = db.open_tree(CHECKPOINTS_TREE)?;
         let count = load_event_count(&events, &meta)?;
         Ok(SledStore {
+            sessions: db.open_tree("sessions")?,
+            ledger: db.open_tree("ledger")?,
+            correlations: db.open_tree("correlations")?,
             db,
             events,
             dedup,

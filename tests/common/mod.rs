@@ -18,6 +18,8 @@ pub struct Broker {
     pub data_dir: PathBuf,
     /// Everything the broker wrote to stderr so far (logs, first-start notes).
     pub stderr: Arc<Mutex<String>>,
+    /// The thread copying stderr; joined after exit so nothing written is missed.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 pub struct BrokerBuilder {
@@ -69,7 +71,7 @@ impl BrokerBuilder {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err_pipe = child.stderr.take().unwrap();
         let sink = stderr.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = err_pipe.read(&mut buf) {
                 if n == 0 {
@@ -93,11 +95,11 @@ impl BrokerBuilder {
                     .strip_prefix("haltwire listening on ")
                     .unwrap_or_else(|| panic!("unexpected first stdout line: {line}"))
                     .to_string();
-                Ok(Broker { child, url, data_dir: self.data_dir, stderr })
+                Ok(Broker { child, url, data_dir: self.data_dir, stderr, stderr_reader: Some(stderr_reader) })
             }
             Err(_) => {
                 let code = child.wait().ok().and_then(|s| s.code());
-                std::thread::sleep(Duration::from_millis(50));
+                let _ = stderr_reader.join();
                 let err = stderr.lock().unwrap().clone();
                 Err((code, err))
             }
@@ -114,18 +116,34 @@ impl Broker {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits (up to 10 s) until stderr contains `needle`; returns all of stderr either way.
+    pub fn wait_stderr(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.stderr();
+            if text.contains(needle) || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    /// SIGTERM and wait for a clean exit; returns the exit code.
+    /// SIGTERM and wait for a clean exit; returns the exit code. Everything the broker wrote
+    /// to stderr is in `self.stderr` afterwards.
     pub fn terminate(mut self) -> Option<i32> {
         unsafe_sigterm(self.child.id());
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
+                if let Some(reader) = self.stderr_reader.take() {
+                    let _ = reader.join();
+                }
                 return status.code();
             }
             if Instant::now() > deadline {

@@ -1,0 +1,227 @@
+//! The spine: takes stored events and runs the stages after ingest in order. Today that is
+//! correlation; policy, blocks, directives and delivery join here, and this is the only file
+//! that knows their order.
+//!
+//! Ingest and the session API only *ring* the pipeline (a bounded queue of ids; a full queue
+//! drops the ring and counts it). What the pipeline works on comes from the store: a
+//! persistent cursor over the events tree, re-read each second with a small overlap (commits
+//! finish out of id order), so every stored event is processed even if a ring was dropped or
+//! the broker crashed. Processing is idempotent: an event that already has a correlation is
+//! not correlated again, except to bind it late when a matching ledger entry arrives.
+//!
+//! Runs on its own thread: every step is a blocking sled read or write.
+
+use crate::correlate::{Candidate, Correlator};
+use crate::event::{CorrelationStatus, SecurityEvent};
+use crate::sessions::model::{CommandRecord, Session};
+use crate::store::{EventQuery, SessionStore, Store, StoreError};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Rings waiting for the pipeline thread; beyond it rings are dropped (the cursor scan still
+/// finds the events).
+const QUEUE_CAPACITY: usize = 4096;
+/// How far behind the cursor each scan starts again: longer than any commit takes.
+const SCAN_OVERLAP_MS: i64 = 5_000;
+/// Events read per scan step.
+const SCAN_PAGE: usize = 512;
+/// Unmatched events kept for late binding, newest last.
+const MAX_LATE: usize = 10_000;
+
+/// Why the pipeline was rung.
+#[derive(Debug, Clone, Copy)]
+pub enum Ring {
+    /// An event was stored durably.
+    Stored(Uuid),
+    /// A session's ledger gained a call: unmatched events may now bind to it.
+    LedgerChanged(Uuid),
+}
+
+/// The sending side, given to ingest and the session API. Cheap to clone; never blocks.
+#[derive(Clone)]
+pub struct PipelineHandle {
+    tx: SyncSender<Ring>,
+}
+
+impl PipelineHandle {
+    pub fn ring(&self, ring: Ring) {
+        match self.tx.try_send(ring) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                metrics::counter!("haltwire_queue_dropped_total", "queue" => "pipeline").increment(1);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+/// The pipeline thread's state.
+pub struct Pipeline {
+    store: Arc<dyn Store>,
+    sessions: Arc<dyn SessionStore>,
+    correlator: Arc<Correlator>,
+    rx: Receiver<Ring>,
+    /// Recently unmatched or ambiguous events, for late binding.
+    late: VecDeque<Uuid>,
+}
+
+/// A running pipeline: stop it with [`Running::stop`].
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// Asks the thread to finish its current step and waits for it.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.thread.join();
+    }
+}
+
+impl Pipeline {
+    /// Starts the pipeline thread.
+    pub fn start(
+        store: Arc<dyn Store>,
+        sessions: Arc<dyn SessionStore>,
+        correlator: Arc<Correlator>,
+    ) -> std::io::Result<(PipelineHandle, Running)> {
+        let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut pipeline = Pipeline { store, sessions, correlator, rx, late: VecDeque::new() };
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("haltwire-pipeline".into())
+            .spawn(move || pipeline.run(&flag))?;
+        Ok((PipelineHandle { tx }, Running { stop, thread }))
+    }
+
+    fn run(&mut self, stop: &AtomicBool) {
+        let mut last_scan = std::time::Instant::now() - Duration::from_secs(10);
+        while !stop.load(Ordering::Acquire) {
+            let ring = self.rx.recv_timeout(Duration::from_millis(200));
+            let result = match ring {
+                Ok(Ring::Stored(id)) => self.process(id),
+                Ok(Ring::LedgerChanged(session)) => self.bind_late(session),
+                Err(RecvTimeoutError::Timeout) => Ok(()),
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if let Err(err) = result {
+                tracing::warn!(%err, "pipeline step failed; the cursor scan retries it");
+            }
+            if last_scan.elapsed() >= Duration::from_secs(1) {
+                if let Err(err) = self.catch_up() {
+                    tracing::warn!(%err, "pipeline scan failed");
+                }
+                last_scan = std::time::Instant::now();
+            }
+        }
+    }
+
+    /// Runs the stages for one stored event unless they already ran.
+    fn process(&mut self, id: Uuid) -> Result<(), StoreError> {
+        if self.sessions.correlation(id)?.is_some() {
+            return Ok(());
+        }
+        let Some(event) = self.store.event(id)? else { return Ok(()) };
+        let candidates = self.candidates()?;
+        self.correlate_and_store(&event, &candidates)
+    }
+
+    /// Correlates one event against already loaded candidates (loaded once per batch: each
+    /// load reads every session's ledger).
+    fn correlate_and_store(
+        &mut self,
+        event: &SecurityEvent,
+        candidates: &[(Session, Vec<CommandRecord>)],
+    ) -> Result<(), StoreError> {
+        let refs: Vec<Candidate<'_>> =
+            candidates.iter().map(|(s, c)| Candidate { session: s, commands: c }).collect();
+        let correlation = self.correlator.correlate(event, &refs, OffsetDateTime::now_utc());
+        metrics::counter!("haltwire_correlations_total", "status" => status_label(correlation.status))
+            .increment(1);
+        if correlation.status != CorrelationStatus::Matched {
+            self.late.push_back(event.id);
+            if self.late.len() > MAX_LATE {
+                self.late.pop_front();
+            }
+        }
+        tracing::debug!(event_id = %event.id, status = status_label(correlation.status), "correlated");
+        self.sessions.put_correlation(event.id, &correlation)
+    }
+
+    /// Every session with its ledger. The correlator filters by host and lifetime.
+    fn candidates(&self) -> Result<Vec<(Session, Vec<CommandRecord>)>, StoreError> {
+        self.sessions
+            .sessions()?
+            .into_iter()
+            .map(|s| {
+                let commands = self.sessions.commands(s.session_id)?;
+                Ok((s, commands))
+            })
+            .collect()
+    }
+
+    /// A ledger changed: correlate the recent unmatched events again; keep those still unmatched.
+    fn bind_late(&mut self, _session: Uuid) -> Result<(), StoreError> {
+        let pending: Vec<Uuid> = self.late.drain(..).collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let candidates = self.candidates()?;
+        for id in pending {
+            let Some(event) = self.store.event(id)? else { continue };
+            if (OffsetDateTime::now_utc() - event.time()) > self.correlator.thresholds.window_after {
+                continue;
+            }
+            self.correlate_and_store(&event, &candidates)?;
+        }
+        Ok(())
+    }
+
+    /// Processes every stored event after the cursor (minus the overlap) that has no result yet.
+    fn catch_up(&mut self) -> Result<(), StoreError> {
+        let since = self.sessions.pipeline_cursor()?.map(|cursor| {
+            let ms = cursor.get_timestamp().map_or(0, |t| {
+                let (secs, nanos) = t.to_unix();
+                i64::try_from(secs).unwrap_or(0) * 1000 + i64::from(nanos / 1_000_000)
+            });
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms - SCAN_OVERLAP_MS) * 1_000_000)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        });
+        let mut after = None;
+        loop {
+            let page = self.store.events(&EventQuery { after, since, limit: SCAN_PAGE })?;
+            let Some(last) = page.last().map(|e| e.id) else { break };
+            let mut candidates = None;
+            for event in &page {
+                if self.sessions.correlation(event.id)?.is_none() {
+                    if candidates.is_none() {
+                        candidates = Some(self.candidates()?);
+                    }
+                    let loaded = candidates.as_deref().unwrap_or_default();
+                    self.correlate_and_store(event, loaded)?;
+                }
+            }
+            self.sessions.set_pipeline_cursor(last)?;
+            after = Some(last);
+            if page.len() < SCAN_PAGE {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn status_label(status: CorrelationStatus) -> &'static str {
+    match status {
+        CorrelationStatus::Matched => "matched",
+        CorrelationStatus::Ambiguous => "ambiguous",
+        CorrelationStatus::Unmatched => "unmatched",
+    }
+}

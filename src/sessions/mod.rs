@@ -1,0 +1,5 @@
+//! Agent sessions: registry, command ledger, process ancestry and command normalization.
+
+pub mod model;
+pub mod procfs;
+pub mod registry;

@@ -1,0 +1,157 @@
+//! Every sample payload decodes to what its expectation file says.
+//!
+//! `tests/data/samples/*.expect.json` each name an input and the integration, and list, per
+//! decoded event, the normalized fields that must be present with exactly these values (a
+//! subset match: fields not listed are not checked, except that `absent` names fields that
+//! must NOT be set — e.g. a vendor graph id that must never become `process.pid`). The expected
+//! string `"${hostname}"` stands for this machine's name (local sources such as audit logs
+//! without `node=` report the host they are read on).
+//!
+//! Inputs are either our own samples (`integrations/<name>/samples/…`, path relative to the
+//! repository) or the published vendor payloads beside the repository
+//! (`shared:edr/<file>` → `../shared/samples/edr/<file>`).
+
+use haltwire::decode::{split_payloads, DecodedView, Integrations};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expectation {
+    /// What this case shows, printed on failure.
+    about: String,
+    integration: String,
+    input: String,
+    /// One entry per decoded event, in order.
+    events: Vec<Value>,
+    /// Dotted field paths that must be absent in every event.
+    #[serde(default)]
+    absent: Vec<String>,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn input_path(input: &str) -> PathBuf {
+    match input.strip_prefix("shared:") {
+        Some(rest) => repo().join("../shared/samples").join(rest),
+        None => repo().join(input),
+    }
+}
+
+/// `a.b.c` inside a JSON value.
+fn dotted<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(value, |v, k| v.get(k)).filter(|v| !v.is_null())
+}
+
+/// Every leaf of `expected` equals the same place in `actual`; returns the mismatches.
+fn subset_mismatches(expected: &Value, actual: &Value, at: &str, out: &mut Vec<String>) {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            for (k, ev) in e {
+                let here = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                match a.get(k) {
+                    Some(av) => subset_mismatches(ev, av, &here, out),
+                    None => out.push(format!("{here}: expected {ev}, missing")),
+                }
+            }
+        }
+        (Value::String(e), a) if e == "${hostname}" => {
+            let here = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+            if a.as_str() != Some(here.as_str()) {
+                out.push(format!("{at}: expected this machine's name {here:?}, got {a}"));
+            }
+        }
+        (e, a) if e != a => out.push(format!("{at}: expected {e}, got {a}")),
+        _ => {}
+    }
+}
+
+fn check(expect_file: &Path, integrations: &Integrations) -> Result<(), String> {
+    let text = std::fs::read_to_string(expect_file).map_err(|e| e.to_string())?;
+    let exp: Expectation = serde_json::from_str(&text).map_err(|e| format!("bad expectation file: {e}"))?;
+    let input = input_path(&exp.input);
+    let payload = std::fs::read_to_string(&input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let decoder = integrations.get(&exp.integration).ok_or(format!("no integration {}", exp.integration))?;
+    let mut actual = Vec::new();
+    for (line, chunk) in split_payloads(decoder.parser(), &payload) {
+        let events =
+            decoder.decode(chunk.as_bytes()).map_err(|e| format!("{}:{line}: {e}", input.display()))?;
+        for event in &events {
+            actual.push(serde_json::to_value(DecodedView::new(decoder.name(), event)).unwrap());
+        }
+    }
+    if actual.len() != exp.events.len() {
+        return Err(format!("{}: expected {} events, decoded {}", exp.about, exp.events.len(), actual.len()));
+    }
+    let mut problems = Vec::new();
+    for (i, (e, a)) in exp.events.iter().zip(&actual).enumerate() {
+        let mut mism = Vec::new();
+        subset_mismatches(e, a, "", &mut mism);
+        for field in &exp.absent {
+            if let Some(v) = dotted(a, field) {
+                mism.push(format!("{field}: must be absent, got {v}"));
+            }
+        }
+        problems.extend(mism.into_iter().map(|m| format!("event {i}: {m}")));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}:\n  {}\n  decoded: {}",
+            exp.about,
+            problems.join("\n  "),
+            serde_json::to_string(&actual).unwrap()
+        ))
+    }
+}
+
+#[test]
+fn every_sample_decodes_as_expected() {
+    let integrations = Integrations::built_in().expect("built-in mappings compile");
+    let dir = repo().join("tests/data/samples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".expect.json"))
+        .collect();
+    files.sort();
+    let shared_present = repo().join("../shared/samples").is_dir();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        if text.contains("\"shared:") && !shared_present {
+            eprintln!("skipping {} (../shared/samples is not beside this checkout)", file.display());
+            continue;
+        }
+        checked += 1;
+        if let Err(e) = check(file, &integrations) {
+            failures.push(format!("{}: {e}", file.file_name().unwrap().to_string_lossy()));
+        }
+    }
+    eprintln!("checked {checked} sample expectations");
+    assert!(failures.is_empty(), "{} sample(s) failed:\n{}", failures.len(), failures.join("\n\n"));
+}
+
+#[test]
+fn every_built_in_integration_has_samples_and_a_setup_guide() {
+    let integrations = Integrations::built_in().unwrap();
+    let expectations: Vec<String> = std::fs::read_dir(repo().join("tests/data/samples"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    for (name, _, _) in integrations.list() {
+        let folder = repo().join("integrations").join(name);
+        assert!(folder.join("README.md").is_file(), "integrations/{name}/README.md is missing");
+        let needle = format!("\"integration\": \"{name}\"");
+        assert!(
+            expectations.iter().any(|e| e.contains(&needle)),
+            "no sample expectation for integration {name}"
+        );
+    }
+}
