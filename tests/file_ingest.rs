@@ -263,10 +263,13 @@ fn acceptance_append_rotate_truncate_while_sigkilled_exactly_one_event_per_line(
         std::thread::spawn(move || write_with_rotations(logs, LINES, seed, written, done))
     };
     let mut kills = 0;
+    let mut logs = Vec::new();
     while !done.load(Ordering::SeqCst) {
         let broker = setup.start();
         std::thread::sleep(Duration::from_millis(150 + rng.next() % 450));
+        let log = broker.stderr.clone();
         broker.kill9();
+        logs.push(log);
         kills += 1;
         // Sometimes stay down for a while: rotations happen with nobody watching.
         std::thread::sleep(Duration::from_millis(rng.next() % 300));
@@ -278,6 +281,18 @@ fn acceptance_append_rotate_truncate_while_sigkilled_exactly_one_event_per_line(
     let broker = setup.start();
     let token = broker.soc_token();
     let events = wait_for(&broker, &token, LINES as usize);
-    assert_exactly(&events, 0..LINES);
+    logs.push(broker.stderr.clone());
+    let outcome = std::panic::catch_unwind(|| assert_exactly(&events, 0..LINES));
+    if outcome.is_err() {
+        // Every run's log, for the post-mortem: which file was taken for what, and when.
+        if let Ok(path) = std::env::var("HALTWIRE_FILE_CRASH_LOG") {
+            let text: Vec<String> = logs.iter().map(|l| l.lock().unwrap().clone()).collect();
+            std::fs::write(&path, text.join("\n=== SIGKILL; restart ===\n")).unwrap();
+            eprintln!("broker logs written to {path}");
+        } else {
+            eprintln!("set HALTWIRE_FILE_CRASH_LOG=<file> to keep the broker logs of a failing seed");
+        }
+        panic!("seed {seed} failed (HALTWIRE_FILE_CRASH_SEED={seed} to replay)");
+    }
     assert_eq!(events.len() as u64, LINES);
 }
