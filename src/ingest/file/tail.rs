@@ -15,11 +15,24 @@
 //!   (copytruncate) or its inode reused: it is read again from the start. The lines written
 //!   between the last read and the truncation are recovered from the copy, found in the same
 //!   directory because its bytes match the fingerprint at the checkpoint.
-//! - A new file whose bytes are a prefix of a file already being read (a copy taken before the
-//!   original is truncated, possibly still being written) is *held*: it is not read while it
-//!   stays a prefix of the original, since the original holds the same lines. When the original
-//!   is truncated the copy is rewound to the original's checkpoint and read from there; if it
-//!   diverges it is read from where it stopped being a copy.
+//! - A file that is not being read yet (new, or held) is compared with every open file being
+//!   read ([`Watch::judge`]), by the bytes before a line boundary only, so the decision never
+//!   depends on a partly written line and never falls inside one:
+//!   - with no complete line yet it is *undecided* and held at 0 (an empty file, or one whose
+//!     first line is still being written, is not compared with anything: an empty prefix
+//!     matches every file);
+//!   - if its complete lines are a prefix of a file being read (a copy taken before the original
+//!     is truncated, possibly still being written), it is *held*: not read, since the original
+//!     holds the same lines. Its checkpoint stays at the end of the lines the original has
+//!     *stored* (and at a line boundary), so releasing it never skips an unstored line. When the
+//!     original is truncated the copy is moved to the original's checkpoint and read from there;
+//!     if it diverges it is read from where it stops;
+//!   - otherwise it is read, from the start, or after the lines an open file has already stored
+//!     if it begins with exactly those bytes (a copy of an original that was truncated between
+//!     two looks).
+//!
+//!   A file is never compared with itself, nor with a held file (two held copies of one another
+//!   would wait for each other forever).
 //! - Every line is stored with a dedup key `(watch, device, inode, offset, sha256(line))`, a
 //!   second guard: re-reading a span whose events are already stored (a rewind, a crash between
 //!   write and checkpoint that cannot happen but costs nothing to guard) stores nothing twice.
@@ -275,7 +288,7 @@ impl Watch {
         let records = tracked.take_batch();
         if records.is_empty() && !tracked.dirty {
             if finishing && !tracked.assembler.is_holding() {
-                self.close(id, "drained");
+                self.close(id, "drained", now);
             }
             return Ok(Progress::Idle);
         }
@@ -288,9 +301,10 @@ impl Watch {
         result.map(|()| Progress::Wrote)
     }
 
-    /// Sum of unread bytes over open files, for the lag gauge.
+    /// Sum of unread bytes over open files being read, for the lag gauge (a held file's lines
+    /// are another file's).
     fn lag_bytes(&self) -> u64 {
-        self.open.values().map(|t| t.size.saturating_sub(t.committed.offset)).sum()
+        self.open.values().filter(|t| !t.held).map(|t| t.size.saturating_sub(t.committed.offset)).sum()
     }
 
     fn report_gauges(&self) {
@@ -385,8 +399,10 @@ impl Watch {
         if truncated {
             let lost = Lost { position: tracked.committed, fingerprint: tracked.fingerprint, file: id };
             let path = tracked.path.clone();
+            let held = tracked.held;
             telemetry::FileRotated { watch: &self.spec.name, path: &path, kind: "truncate" }.emit();
-            if let Some(listing) = listing {
+            // A held file's lines are another file's: nothing to recover.
+            if let Some(listing) = listing.filter(|_| !held) {
                 self.recover_from_copy(&lost, listing, now);
             }
             if let Some(tracked) = self.open.get_mut(&id) {
@@ -395,28 +411,38 @@ impl Watch {
         }
     }
 
-    /// Step 1, for a held copy: it stays held while it is a prefix of an open original, and
-    /// follows its own growth (a copy still being written) without reading it; otherwise it is
-    /// released and read from where it stopped being a copy.
+    /// Step 1, for a held file: judged again ([`Watch::judge`]). It stays held while it is
+    /// undecided or a prefix of a file being read (its checkpoint following what that file has
+    /// stored); otherwise it is released and read on from its checkpoint, or from further on if
+    /// an open file has stored more of its lines. A held file that is deleted is closed: its
+    /// lines, if any, are another file's.
     fn check_held_copy(&mut self, id: FileId, now: Instant) {
         let Some(copy) = self.open.get(&id) else { return };
         if !copy.held {
             return;
         }
-        let size = copy.size;
-        let Ok(own) = fingerprint(&copy.file, size) else { return };
-        let still_copy = self.open.iter().any(|(other, t)| {
-            *other != id && !t.held && t.size >= size && fingerprint(&t.file, size).ok() == Some(own)
-        });
+        if copy.unlinked {
+            self.close(id, "deleted while held", now);
+            return;
+        }
+        let verdict = self.judge(id, &copy.file, copy.size, copy.committed);
         let Some(copy) = self.open.get_mut(&id) else { return };
-        if !still_copy {
-            copy.held = false;
-            copy.dirty = true;
-            tracing::info!(watch = %self.spec.name, path = ?copy.path, offset = copy.committed.offset, "not a copy (any more); reading it");
-        } else if size != copy.committed.offset {
-            let from = if size > copy.committed.offset { copy.committed } else { Position::default() };
-            let line = from.line + count_lines(&copy.file, from.offset, size).unwrap_or(0);
-            copy.restart_at(Position { offset: size, line }, own, now);
+        match verdict {
+            Verdict::Undecided => {}
+            Verdict::Copy { hold, print, .. } => {
+                if hold != copy.committed {
+                    copy.restart_at(hold, print, now);
+                }
+            }
+            Verdict::Read { start, print, stored_by } => {
+                copy.held = false;
+                copy.dirty = true;
+                if start.offset > copy.committed.offset {
+                    copy.restart_at(start, print, now);
+                }
+                tracing::info!(watch = %self.spec.name, path = ?copy.path, offset = copy.committed.offset, "not a copy (any more); reading it");
+                self.drop_read_ahead(stored_by);
+            }
         }
     }
 
@@ -462,13 +488,19 @@ impl Watch {
         }
         telemetry::FileRotated { watch: &self.spec.name, path: &path, kind: "truncate" }.emit();
         let lost = Lost { position, fingerprint: checkpoint.fingerprint, file: id };
-        self.recover_from_copy(&lost, listing, now);
+        if !checkpoint.held_copy {
+            self.recover_from_copy(&lost, listing, now);
+        }
         if !self.open.contains_key(&id) {
             self.track(id, file, path, true, Position::default(), fingerprint_of(&[]), true, now);
+            if let Some(tracked) = self.open.get_mut(&id) {
+                tracked.held = checkpoint.held_copy; // judged again at the next scan
+            }
         }
     }
 
-    /// Step 3 of a scan: a file at a matched name that was never read.
+    /// Step 3 of a scan: a file at a matched name that was never read. Judged against the files
+    /// being read ([`Watch::judge`]): held while undecided or a copy, else read.
     fn start_new(&mut self, entry: &Entry, now: Instant) {
         let path = self.spec.dir.join(&entry.name);
         let Some((file, meta)) = self.open_file(entry, &path) else { return };
@@ -476,32 +508,87 @@ impl Watch {
         if self.open.contains_key(&id) {
             return;
         }
-        // A copy of a file being read (copytruncate, before the truncation) holds nothing new:
-        // hold it at its end; a truncation of the original rewinds it. An empty file is held
-        // too (a copy starts empty): the next scan releases it at 0 as soon as its bytes differ.
-        let size = meta.len();
-        let mut start = Position::default();
-        let mut print = fingerprint_of(&[]);
-        let mut held = false;
-        if let Ok(own) = fingerprint(&file, size) {
-            let original = self
-                .open
-                .values()
-                .find(|t| !t.held && t.size >= size && fingerprint(&t.file, size).ok() == Some(own));
-            if let Some(original) = original {
-                held = true;
-                if size > 0 {
-                    telemetry::FileRotated { watch: &self.spec.name, path: &path, kind: "copy_seen" }.emit();
-                    tracing::info!(watch = %self.spec.name, copy = ?path, of = ?original.path, "file is a copy of one being read; holding it");
-                    start = Position { offset: size, line: count_lines(&file, 0, size).unwrap_or(0) };
-                    print = own;
-                }
+        let (start, print, held) = match self.judge(id, &file, meta.len(), Position::default()) {
+            Verdict::Undecided => (Position::default(), fingerprint_of(&[]), true),
+            Verdict::Copy { hold, print, of } => {
+                telemetry::FileRotated { watch: &self.spec.name, path: &path, kind: "copy_seen" }.emit();
+                let of = self.open.get(&of).map(|t| t.path.clone());
+                tracing::info!(watch = %self.spec.name, copy = ?path, of = ?of, "file is a copy of one being read; holding it");
+                (hold, print, true)
             }
-        }
+            Verdict::Read { start, print, stored_by } => {
+                if let Some(of) = stored_by.and_then(|of| self.open.get(&of)) {
+                    telemetry::FileRotated { watch: &self.spec.name, path: &path, kind: "copy" }.emit();
+                    tracing::info!(watch = %self.spec.name, copy = ?path, of = ?of.path, offset = start.offset, "file begins with lines another file stored; reading it after them");
+                }
+                self.drop_read_ahead(stored_by);
+                (start, print, false)
+            }
+        };
         tracing::info!(watch = %self.spec.name, path = ?path, offset = start.offset, held, "new file");
         self.track(id, file, path, true, start, print, true, now);
         if let Some(tracked) = self.open.get_mut(&id) {
             tracked.held = held;
+        }
+    }
+
+    /// What a file that is not being read (`this`: new, or held) holds, compared with every
+    /// open file being read other than itself. Only bytes before a line boundary of `file`
+    /// are compared: the end of its complete lines, found from `from` (a line boundary, e.g.
+    /// its checkpoint) onward.
+    fn judge(&self, this: FileId, file: &File, size: u64, from: Position) -> Verdict {
+        let from = if from.offset <= size { from } else { Position::default() };
+        let Ok(end) = last_line_end(file, from.offset, size) else { return Verdict::Undecided };
+        if end == 0 {
+            return Verdict::Undecided;
+        }
+        let Ok(own) = fingerprint(file, end) else { return Verdict::Undecided };
+        let mut copy: Option<(Position, Fingerprint, FileId)> = None;
+        let mut stored: Option<(Position, Fingerprint, FileId)> = None;
+        for (id, reader) in self.open.iter().filter(|(id, t)| **id != this && !t.held) {
+            // The lines `reader` has stored are in `file`: the bytes before its checkpoint, as
+            // it read them. Its checkpoint is then a line boundary of `file` too.
+            let has_stored = reader.committed.offset > 0
+                && reader.committed.offset <= size
+                && fingerprint(file, reader.committed.offset).ok() == Some(reader.fingerprint);
+            let further = |best: &Option<(Position, Fingerprint, FileId)>, at: Position| {
+                best.as_ref().is_none_or(|(b, _, _)| at.offset > b.offset)
+            };
+            if fingerprint(&reader.file, end).ok() == Some(own) {
+                // A prefix of `reader`: held, no further than `reader` has stored.
+                let (hold, print) = if reader.committed.offset >= end {
+                    // All of it: its own end, with its line count (the copy's lines are the
+                    // reader's, but the reader's count at `end` is not at hand).
+                    let Ok(at_end) = count_lines(file, from, end) else { continue };
+                    (at_end, own)
+                } else if has_stored {
+                    (reader.committed, reader.fingerprint)
+                } else {
+                    (Position::default(), fingerprint_of(&[]))
+                };
+                if further(&copy, hold) {
+                    copy = Some((hold, print, *id));
+                }
+            } else if has_stored && further(&stored, reader.committed) {
+                stored = Some((reader.committed, reader.fingerprint, *id));
+            }
+        }
+        match (copy, stored) {
+            (Some((hold, print, of)), _) => Verdict::Copy { hold, print, of },
+            (None, Some((start, print, of))) => Verdict::Read { start, print, stored_by: Some(of) },
+            (None, None) => {
+                Verdict::Read { start: Position::default(), print: fingerprint_of(&[]), stored_by: None }
+            }
+        }
+    }
+
+    /// Another file is now read from `reader`'s checkpoint on: `reader` forgets what it read
+    /// past its checkpoint and not stored yet, or both would store it.
+    fn drop_read_ahead(&mut self, reader: Option<FileId>) {
+        if let Some(reader) = reader.and_then(|id| self.open.get_mut(&id)) {
+            if reader.assembler.next_position() != reader.committed {
+                reader.rewind();
+            }
         }
     }
 
@@ -612,7 +699,15 @@ impl Watch {
         self.open.insert(id, tracked);
     }
 
-    fn close(&mut self, id: FileId, why: &'static str) {
+    fn close(&mut self, id: FileId, why: &'static str, now: Instant) {
+        // Files held as copies of this one follow what it stored up to now, while it can still
+        // be compared: once it is gone they are released at their checkpoints.
+        if self.open.get(&id).is_some_and(|t| !t.held) {
+            let held: Vec<FileId> = self.open.iter().filter(|(_, t)| t.held).map(|(h, _)| *h).collect();
+            for copy in held {
+                self.check_held_copy(copy, now);
+            }
+        }
         if let Some(tracked) = self.open.remove(&id) {
             tracing::info!(watch = %self.spec.name, path = ?tracked.path, offset = tracked.committed.offset, why, "closed file");
         }
@@ -752,6 +847,19 @@ impl Watch {
     fn store_error(&self, op: &'static str, err: &StoreError) {
         telemetry::FileError { watch: &self.spec.name, op, path: &self.spec.dir, error: err }.emit();
     }
+}
+
+/// What a file that is not being read holds, compared with the files being read
+/// ([`Watch::judge`]).
+enum Verdict {
+    /// No complete line yet: nothing to compare. Held at 0.
+    Undecided,
+    /// Its complete lines are a prefix of `of`, which is being read: held at `hold`, the end
+    /// of the lines `of` has stored that it shares (a line boundary of both), with `print`.
+    Copy { hold: Position, print: Fingerprint, of: FileId },
+    /// Its own lines: read from `start` (0, or the checkpoint of `stored_by`, whose stored
+    /// lines it begins with), with `print`.
+    Read { start: Position, print: Fingerprint, stored_by: Option<FileId> },
 }
 
 /// Where a truncated file's stored checkpoint stood: what its copy must match.
@@ -919,20 +1027,35 @@ pub fn fingerprint_of(bytes: &[u8]) -> Fingerprint {
     out
 }
 
-/// Newlines in the bytes `from..upto`: line numbers for a held copy.
-fn count_lines(file: &File, from: u64, upto: u64) -> std::io::Result<u64> {
+/// The end of the last complete line in `from..upto` (just after its `\n`), or `from` if there
+/// is none. Searched backwards: a large new file is not read whole to judge it.
+fn last_line_end(file: &File, from: u64, upto: u64) -> std::io::Result<u64> {
     let mut buf = vec![0u8; READ_CHUNK];
-    let (mut at, mut lines) = (from, 0u64);
-    while at < upto {
-        let want = (upto - at).min(READ_CHUNK as u64) as usize;
-        let n = file.read_at(&mut buf[..want], at)?;
-        if n == 0 {
-            break;
+    let mut end = upto;
+    while end > from {
+        let start = end.saturating_sub(READ_CHUNK as u64).max(from);
+        let want = &mut buf[..usize::try_from(end - start).unwrap_or(READ_CHUNK)];
+        file.read_exact_at(want, start)?;
+        if let Some(i) = want.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
         }
-        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
-        at += n as u64;
+        end = start;
     }
-    Ok(lines)
+    Ok(from)
+}
+
+/// The position `upto` (a line boundary after `from`), with its line count, counting the
+/// newlines from `from` (a line boundary with a known count).
+fn count_lines(file: &File, from: Position, upto: u64) -> std::io::Result<Position> {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let (mut at, mut line) = (from.offset, from.line);
+    while at < upto {
+        let want = &mut buf[..usize::try_from(upto - at).unwrap_or(READ_CHUNK).min(READ_CHUNK)];
+        file.read_exact_at(want, at)?;
+        line += want.iter().filter(|&&b| b == b'\n').count() as u64;
+        at += want.len() as u64;
+    }
+    Ok(Position { offset: upto, line })
 }
 
 #[cfg(test)]
@@ -1215,7 +1338,10 @@ mod tests {
         fx.run(&mut watch);
         fx.append("a.log.1", ""); // the copy is created...
         fx.run(&mut watch);
-        fx.append_bytes("a.log.1", &std::fs::read(fx.path("a.log")).unwrap()); // ...then filled
+        let full = std::fs::read(fx.path("a.log")).unwrap();
+        fx.append_bytes("a.log.1", &full[..12]); // ...partly written, inside its first line...
+        fx.run(&mut watch);
+        fx.append_bytes("a.log.1", &full[12..]); // ...then filled
         fx.run(&mut watch);
         std::fs::OpenOptions::new().write(true).open(fx.path("a.log")).unwrap().set_len(0).unwrap();
         fx.append("a.log", &lines(3..4));
@@ -1246,6 +1372,102 @@ mod tests {
         assert_eq!(sorted(fx.markers()), ["L0", "L1", "L10", "L11"]);
     }
 
+    /// Lines as the acceptance test writes them: every one starts with the same 39 bytes.
+    fn blocked(range: std::ops::Range<u32>) -> String {
+        range.map(|i| format!("{{\"disposition\":\"blocked\",\"vendor_id\":\"L{i}\"}}\n")).collect()
+    }
+
+    /// Every stored checkpoint of an open file sits at the start of a line of that file.
+    fn assert_checkpoints_at_line_starts(fx: &Fixture, watch: &Watch) {
+        for (id, checkpoint) in fx.store.file_checkpoints("w").unwrap() {
+            let Some(tracked) = watch.open.get(&id) else { continue };
+            let mut before = [0u8];
+            let at_start = checkpoint.offset == 0
+                || (tracked.file.read_exact_at(&mut before, checkpoint.offset - 1).is_ok()
+                    && before[0] == b'\n');
+            assert!(at_start, "checkpoint of {:?} at {}, inside a line", tracked.path, checkpoint.offset);
+        }
+    }
+
+    /// Regression (acceptance test, rename rotation): the new file first appeared holding only
+    /// part of its first line, and those bytes equalled the start of the renamed file. It was
+    /// taken for a copy and held at its end, mid-line; when it grew it was read from there, and
+    /// the rest of that line was skipped as undecodable: one line lost.
+    #[test]
+    fn regression_new_file_whose_partial_first_line_matches_the_rotated_file_is_read_whole() {
+        let fx = Fixture::new("a.log*");
+        let mut watch = fx.load();
+        fx.append("a.log", &blocked(0..3));
+        fx.run(&mut watch);
+        std::fs::rename(fx.path("a.log"), fx.path("a.log.1")).unwrap();
+        let next = blocked(3..4);
+        let cut = next.find('L').unwrap() + 1; // `{"disposition":"blocked","vendor_id":"L`
+        fx.append("a.log", &next[..cut]);
+        fx.run(&mut watch);
+        assert_checkpoints_at_line_starts(&fx, &watch);
+        fx.append("a.log", &next[cut..]);
+        fx.append("a.log", &blocked(4..5));
+        fx.run(&mut watch);
+        fx.run(&mut watch);
+        assert_eq!(sorted(fx.markers()), expect(0..5));
+        assert_checkpoints_at_line_starts(&fx, &watch);
+    }
+
+    /// Regression (acceptance test, copytruncate): the copy was seen while the original had
+    /// stored nothing yet (new after a rotation, or its first batch not durable before a
+    /// SIGKILL), and was held at its end as if the original had stored those lines; the
+    /// original was then truncated, so those lines were in neither.
+    #[test]
+    fn regression_copy_of_a_file_that_stored_nothing_yet_is_read_after_the_truncation() {
+        let fx = Fixture::new("a.log*");
+        let mut watch = fx.load();
+        fx.append("a.log", &lines(0..3));
+        watch.scan(fx.now); // a.log is new; nothing stored yet
+        std::fs::copy(fx.path("a.log"), fx.path("a.log.1")).unwrap();
+        watch.scan(fx.now); // the copy is seen: it must not claim lines a.log has not stored
+        std::fs::OpenOptions::new().write(true).open(fx.path("a.log")).unwrap().set_len(0).unwrap();
+        fx.append("a.log", &lines(3..4));
+        fx.run(&mut watch);
+        fx.run(&mut watch);
+        assert_eq!(sorted(fx.markers()), expect(0..4));
+    }
+
+    /// Regression (acceptance test, copytruncate): a new, still empty file was held in case it
+    /// was a copy, and stayed held while empty; a copy of it was then compared only with files
+    /// not held, read as a fresh file, and the original's lines were read as well.
+    #[test]
+    fn regression_copy_of_a_file_first_seen_empty_is_not_read_twice() {
+        let fx = Fixture::new("a.log*");
+        let mut watch = fx.load();
+        fx.append("a.log", &lines(0..2));
+        fx.run(&mut watch);
+        std::fs::rename(fx.path("a.log"), fx.path("a.log.1")).unwrap();
+        fx.append("a.log", ""); // the writer reopens: a new empty file
+        fx.run(&mut watch);
+        fx.append("a.log", &lines(2..5));
+        fx.run(&mut watch);
+        std::fs::copy(fx.path("a.log"), fx.path("a.log.2")).unwrap(); // copytruncate
+        fx.run(&mut watch);
+        std::fs::OpenOptions::new().write(true).open(fx.path("a.log")).unwrap().set_len(0).unwrap();
+        fx.append("a.log", &lines(5..6));
+        fx.run(&mut watch);
+        fx.run(&mut watch);
+        assert_eq!(sorted(fx.markers()), expect(0..6));
+        // The same with the copy taken before the broker saw the lines.
+        std::fs::rename(fx.path("a.log"), fx.path("a.log.3")).unwrap();
+        fx.append("a.log", "");
+        fx.run(&mut watch);
+        fx.append("a.log", &lines(6..9));
+        std::fs::copy(fx.path("a.log"), fx.path("a.log.4")).unwrap();
+        fx.run(&mut watch);
+        std::fs::OpenOptions::new().write(true).open(fx.path("a.log")).unwrap().set_len(0).unwrap();
+        fx.append("a.log", &lines(9..10));
+        fx.run(&mut watch);
+        fx.run(&mut watch);
+        assert_eq!(sorted(fx.markers()), expect(0..10));
+        assert_checkpoints_at_line_starts(&fx, &watch);
+    }
+
     #[test]
     fn new_file_in_place_of_a_deleted_one_is_read_from_the_start() {
         let fx = Fixture::new("a.log");
@@ -1273,6 +1495,23 @@ mod tests {
         let mut watch = fx.load();
         fx.run(&mut watch);
         assert_eq!(fx.markers(), vec!["L2"]);
+    }
+
+    #[test]
+    fn line_ends_are_found_backwards_and_counted_forwards() {
+        let fx = Fixture::new("a.log");
+        fx.append("a.log", "ab\ncd\nef");
+        let file = File::open(fx.path("a.log")).unwrap();
+        assert_eq!(last_line_end(&file, 0, 8).unwrap(), 6);
+        assert_eq!(last_line_end(&file, 0, 5).unwrap(), 3);
+        assert_eq!(last_line_end(&file, 0, 2).unwrap(), 0, "no complete line");
+        assert_eq!(last_line_end(&file, 6, 8).unwrap(), 6);
+        assert!(last_line_end(&file, 0, 100).is_err(), "shorter than thought");
+        assert_eq!(count_lines(&file, Position::default(), 6).unwrap(), Position { offset: 6, line: 2 });
+        assert_eq!(
+            count_lines(&file, Position { offset: 3, line: 1 }, 6).unwrap(),
+            Position { offset: 6, line: 2 }
+        );
     }
 
     #[test]
