@@ -33,6 +33,9 @@
 //!
 //!   A file is never compared with itself, nor with a held file (two held copies of one another
 //!   would wait for each other forever).
+//! - Reading checks, after each `pread`, that the bytes before it are still the ones read: a
+//!   file truncated and written again past the read position between two scans is not read on
+//!   from the middle of its new contents.
 //! - Every line is stored with a dedup key `(watch, device, inode, offset, sha256(line))`, a
 //!   second guard: re-reading a span whose events are already stored (a rewind, a crash between
 //!   write and checkpoint that cannot happen but costs nothing to guard) stores nothing twice.
@@ -143,12 +146,14 @@ struct Tracked {
     at_eof: bool,
     /// A copy of another open file, not read while it stays one (see the module doc).
     held: bool,
-    /// The bytes from `history_start` up to what the assembler has seen. A new checkpoint's
-    /// fingerprint is computed from the bytes as they were read, not by reading the file again:
-    /// by then it may have been truncated, and a fingerprint of the new bytes would hide that.
-    history: Vec<u8>,
-    /// File offset of `history[0]`.
-    history_start: u64,
+    /// The (up to [`FINGERPRINT_WINDOW`]) bytes just before what the assembler has seen, as
+    /// they were read: what the file must still hold there for reading to go on (see
+    /// [`Tracked::fill`]). Bounded, however long the lines or the backlog.
+    tail: Vec<u8>,
+    /// `tail` was read back and matched the checkpoint's fingerprint when reading (re)started
+    /// at the checkpoint; false if the file no longer held those bytes (then nothing is read
+    /// until a scan sees the truncation).
+    tail_ok: bool,
 }
 
 /// One directory entry from a listing.
@@ -583,7 +588,8 @@ impl Watch {
     }
 
     /// Another file is now read from `reader`'s checkpoint on: `reader` forgets what it read
-    /// past its checkpoint and not stored yet, or both would store it.
+    /// past its checkpoint and not stored yet, or both would store it. If `reader` was
+    /// truncated, reading it again stops at once (see [`Tracked::fill`]).
     fn drop_read_ahead(&mut self, reader: Option<FileId>) {
         if let Some(reader) = reader.and_then(|id| self.open.get_mut(&id)) {
             if reader.assembler.next_position() != reader.committed {
@@ -691,11 +697,11 @@ impl Watch {
             dirty,
             at_eof: false,
             held: false,
-            history: Vec::new(),
-            history_start: from.offset,
+            tail: Vec::new(),
+            tail_ok: false,
         };
         let mut tracked = tracked;
-        tracked.seed_history();
+        tracked.seed_tail();
         self.open.insert(id, tracked);
     }
 
@@ -745,10 +751,13 @@ impl Watch {
     fn store_records(&mut self, id: FileId, records: Vec<Record>) -> Result<(), StoreError> {
         let Some(tracked) = self.open.get(&id) else { return Ok(()) };
         let resume = records.last().map_or(tracked.committed, |r| r.resume);
-        let print = if resume == tracked.committed {
-            tracked.fingerprint
-        } else {
-            tracked.fingerprint_at(resume.offset)
+        let Some(print) = tracked.fingerprint_at(resume) else {
+            // The file changed under the records read: store none of them. The next scan finds
+            // the truncation at the stored checkpoint and reads the rest from the copy.
+            if let Some(tracked) = self.open.get_mut(&id) {
+                tracked.rewind();
+            }
+            return Ok(());
         };
         let path = tracked.path.clone();
         let held_copy = tracked.held;
@@ -832,7 +841,6 @@ impl Watch {
             tracked.committed = resume;
             tracked.fingerprint = print;
             tracked.dirty = false;
-            tracked.trim_history();
         }
         Ok(())
     }
@@ -892,11 +900,40 @@ impl Tracked {
                 self.size = at;
                 return Ok(());
             }
+            if !self.unchanged_before(at) {
+                // Truncated (and written again past `at`?) since these bytes were read: what
+                // was just read is not their continuation. Stop; the next scan sees the
+                // truncation at the checkpoint and recovers the rest from the copy.
+                self.at_eof = true;
+                return Ok(());
+            }
             self.last_growth = now;
-            self.history.extend_from_slice(&buf[..n]);
+            self.remember(&buf[..n]);
             let mut out = Vec::new();
             self.assembler.push(&buf[..n], &mut out);
             self.ready.extend(out);
+        }
+    }
+
+    /// The file still holds, just before `at`, the bytes that were read there. Checked after
+    /// each `pread` at `at`: a truncation before the read shows here, so bytes read from a file
+    /// written again after a truncation are never taken for the continuation of the old ones.
+    fn unchanged_before(&self, at: u64) -> bool {
+        self.tail_ok && fingerprint(&self.file, at).ok() == Some(fingerprint_of(&self.tail))
+    }
+
+    /// Keeps the last [`FINGERPRINT_WINDOW`] bytes of `tail` followed by `bytes`.
+    fn remember(&mut self, bytes: &[u8]) {
+        let window = FINGERPRINT_WINDOW as usize;
+        if bytes.len() >= window {
+            self.tail.clear();
+            self.tail.extend_from_slice(&bytes[bytes.len() - window..]);
+        } else {
+            let keep = window - bytes.len();
+            if self.tail.len() > keep {
+                self.tail.drain(..self.tail.len() - keep);
+            }
+            self.tail.extend_from_slice(bytes);
         }
     }
 
@@ -917,56 +954,39 @@ impl Tracked {
         batch
     }
 
-    /// Forgets everything not stored, so reading resumes at the checkpoint (after a failed write).
+    /// Forgets everything not stored, so reading resumes at the checkpoint (after a failed
+    /// write, or when the file changed under what was read).
     fn rewind(&mut self) {
         self.assembler = Assembler::new(self.assembler.format(), self.committed);
         self.ready.clear();
         self.at_eof = false;
-        let keep = self.committed.offset.saturating_sub(self.history_start);
-        self.history.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        self.seed_tail();
     }
 
-    /// Starts the history with the bytes just before the checkpoint (read now, right after the
-    /// checkpoint was validated or chosen).
-    fn seed_history(&mut self) {
+    /// Reads the bytes just before the checkpoint again; reading on is only allowed if they
+    /// still match the checkpoint's fingerprint.
+    fn seed_tail(&mut self) {
         let offset = self.committed.offset;
         let len = offset.min(FINGERPRINT_WINDOW);
         let mut buf = vec![0u8; len as usize];
-        match self.file.read_exact_at(&mut buf, offset - len) {
-            Ok(()) => {
-                self.history = buf;
-                self.history_start = offset - len;
-            }
-            Err(_) => {
-                self.history.clear();
-                self.history_start = offset;
-            }
-        }
+        self.tail_ok = self.file.read_exact_at(&mut buf, offset - len).is_ok()
+            && fingerprint_of(&buf) == self.fingerprint;
+        self.tail = buf;
     }
 
-    /// The fingerprint at `offset` from the bytes as read (the file only if they are not held).
-    fn fingerprint_at(&self, offset: u64) -> Fingerprint {
-        let len = offset.min(FINGERPRINT_WINDOW);
-        let end = self.history_start + self.history.len() as u64;
-        if offset - len >= self.history_start && offset <= end {
-            let from = (offset - len - self.history_start) as usize;
-            let to = (offset - self.history_start) as usize;
-            if let Some(bytes) = self.history.get(from..to) {
-                return fingerprint_of(bytes);
-            }
+    /// The fingerprint for a checkpoint at `resume` (a resume point of a record read from this
+    /// file): from the bytes as read where they are at hand, else read from the file and then
+    /// checked, by `tail`, that the file still holds what was read (a fingerprint of bytes
+    /// written after a truncation would hide it). `None` if it does not.
+    fn fingerprint_at(&self, resume: Position) -> Option<Fingerprint> {
+        if resume == self.committed {
+            return Some(self.fingerprint);
         }
-        fingerprint(&self.file, offset).unwrap_or_else(|_| fingerprint_of(&[]))
-    }
-
-    /// Drops history no future checkpoint can need (everything before the committed window).
-    fn trim_history(&mut self) {
-        let keep_from = self.committed.offset.saturating_sub(FINGERPRINT_WINDOW);
-        if keep_from > self.history_start {
-            let drop =
-                usize::try_from(keep_from - self.history_start).unwrap_or(usize::MAX).min(self.history.len());
-            self.history.drain(..drop);
-            self.history_start += drop as u64;
+        if resume == self.assembler.next_position() {
+            return Some(fingerprint_of(&self.tail));
         }
+        let print = fingerprint(&self.file, resume.offset).ok()?;
+        self.unchanged_before(self.assembler.next_position().offset).then_some(print)
     }
 
     /// Starts over at `from` (truncation: the start; a copy: the original's checkpoint).
@@ -976,7 +996,6 @@ impl Tracked {
         self.dirty = true;
         self.last_growth = now;
         self.rewind();
-        self.seed_history();
     }
 }
 
@@ -1495,6 +1514,47 @@ mod tests {
         let mut watch = fx.load();
         fx.run(&mut watch);
         assert_eq!(fx.markers(), vec!["L2"]);
+    }
+
+    #[test]
+    fn a_file_truncated_and_regrown_past_the_read_position_is_not_read_on_from_the_middle() {
+        let fx = Fixture::new("a.log*");
+        let mut watch = fx.load();
+        fx.append("a.log", &lines(0..3));
+        fx.run(&mut watch);
+        fx.append("a.log", &lines(3..5));
+        watch.scan(fx.now); // sees the growth
+        std::fs::copy(fx.path("a.log"), fx.path("a.log.1")).unwrap();
+        std::fs::OpenOptions::new().write(true).open(fx.path("a.log")).unwrap().set_len(0).unwrap();
+        fx.append("a.log", &lines(100..120)); // longer than before
+                                              // Batches before the next scan: the bytes at the old read position are not read on.
+        while watch.write_next_batch(fx.now).unwrap() == Progress::Wrote {}
+        assert_eq!(sorted(fx.markers()), expect(0..3));
+        fx.run(&mut watch);
+        fx.run(&mut watch);
+        let mut want = expect(0..5);
+        want.extend(expect(100..120));
+        assert_eq!(sorted(fx.markers()), want);
+    }
+
+    #[test]
+    fn a_huge_line_is_skipped_in_bounded_memory() {
+        let fx = Fixture::new("a.log");
+        let mut watch = fx.load();
+        fx.append("a.log", &lines(0..1));
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..3 {
+            fx.append_bytes("a.log", &chunk);
+            fx.run(&mut watch);
+            for tracked in watch.open.values() {
+                assert!(tracked.tail.len() <= FINGERPRINT_WINDOW as usize);
+                assert!(tracked.assembler.next_position().offset > tracked.committed.offset);
+            }
+        }
+        fx.append("a.log", "\n");
+        fx.append("a.log", &lines(1..2));
+        fx.run(&mut watch);
+        assert_eq!(fx.markers(), expect(0..2));
     }
 
     #[test]
