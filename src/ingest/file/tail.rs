@@ -150,6 +150,9 @@ struct Tracked {
     /// they were read: what the file must still hold there for reading to go on (see
     /// [`Tracked::fill`]). Bounded, however long the lines or the backlog.
     tail: Vec<u8>,
+    /// Truncated at this time, and waiting for the copy of its unread lines (see
+    /// `Watch::check_open_file`).
+    truncated_since: Option<Instant>,
     /// `tail` was read back and matched the checkpoint's fingerprint when reading (re)started
     /// at the checkpoint; false if the file no longer held those bytes (then nothing is read
     /// until a scan sees the truncation).
@@ -401,19 +404,33 @@ impl Watch {
         let truncated = meta.len() < read_to
             || (tracked.committed.offset > 0
                 && fingerprint(&tracked.file, tracked.committed.offset).ok() != Some(tracked.fingerprint));
-        if truncated {
-            let lost = Lost { position: tracked.committed, fingerprint: tracked.fingerprint, file: id };
-            let path = tracked.path.clone();
-            let held = tracked.held;
+        if !truncated {
+            tracked.truncated_since = None;
+            return;
+        }
+        let lost = Lost { position: tracked.committed, fingerprint: tracked.fingerprint, file: id };
+        let path = tracked.path.clone();
+        let held = tracked.held;
+        if tracked.truncated_since.is_none() {
             telemetry::FileRotated { watch: &self.spec.name, path: &path, kind: "truncate" }.emit();
-            // A held file's lines are another file's: nothing to recover.
-            if let Some(listing) = listing.filter(|_| !held) {
-                self.recover_from_copy(&lost, listing, now);
+        }
+        let since = *tracked.truncated_since.get_or_insert(now);
+        // A held file's lines are another file's: nothing to recover.
+        let found = !held && listing.is_some_and(|listing| self.recover_from_copy(&lost, listing, now));
+        let gave_up = now.duration_since(since) >= self.spec.rotate_wait;
+        if found || held || lost.position.offset == 0 || gave_up {
+            if gave_up && !found {
+                tracing::warn!(watch = %self.spec.name, path = ?path, offset = lost.position.offset, "truncated, and no copy holds the lines after its checkpoint; reading it from the start");
             }
             if let Some(tracked) = self.open.get_mut(&id) {
                 tracked.restart_at(Position::default(), fingerprint_of(&[]), now);
+                tracked.truncated_since = None;
             }
         }
+        // Else it waits for its copy (copytruncate copies, then truncates; a listing taken
+        // between the two misses the copy): its stored checkpoint is kept, so a crash meanwhile
+        // loses nothing, and nothing is read from it (its bytes no longer match, see
+        // `Tracked::fill`). The next scans look again, for up to `rotate_wait`.
     }
 
     /// Step 1, for a held file: judged again ([`Watch::judge`]). It stays held while it is
@@ -493,13 +510,17 @@ impl Watch {
         }
         telemetry::FileRotated { watch: &self.spec.name, path: &path, kind: "truncate" }.emit();
         let lost = Lost { position, fingerprint: checkpoint.fingerprint, file: id };
-        if !checkpoint.held_copy {
-            self.recover_from_copy(&lost, listing, now);
-        }
-        if !self.open.contains_key(&id) {
+        if checkpoint.held_copy || position.offset == 0 || self.recover_from_copy(&lost, listing, now) {
             self.track(id, file, path, true, Position::default(), fingerprint_of(&[]), true, now);
             if let Some(tracked) = self.open.get_mut(&id) {
                 tracked.held = checkpoint.held_copy; // judged again at the next scan
+            }
+        } else {
+            // Its copy may not be listed yet: kept at its checkpoint, waiting for it (see
+            // `check_open_file`); nothing is read from it meanwhile.
+            self.track(id, file, path, true, position, checkpoint.fingerprint, false, now);
+            if let Some(tracked) = self.open.get_mut(&id) {
+                tracked.truncated_since = Some(now);
             }
         }
     }
@@ -600,9 +621,9 @@ impl Watch {
 
     /// After a truncation: finds the copy holding the bytes that were at `lost` and reads it
     /// from there. An open copy is rewound; an unopened one is opened at that position.
-    fn recover_from_copy(&mut self, lost: &Lost, listing: &[Entry], now: Instant) {
+    fn recover_from_copy(&mut self, lost: &Lost, listing: &[Entry], now: Instant) -> bool {
         if lost.position.offset == 0 {
-            return;
+            return false;
         }
         for entry in listing {
             if entry.ino == lost.file.ino {
@@ -617,7 +638,7 @@ impl Watch {
                     copy.held = false;
                     copy.dirty = true;
                     telemetry::FileRotated { watch: &self.spec.name, path: &copy.path, kind: "copy" }.emit();
-                    return;
+                    return true;
                 }
                 continue;
             }
@@ -633,8 +654,9 @@ impl Watch {
             let id = FileId { dev: meta.dev(), ino: meta.ino() };
             telemetry::FileRotated { watch: &self.spec.name, path: &path, kind: "copy" }.emit();
             self.track(id, file, path, entry.matched, lost.position, lost.fingerprint, true, now);
-            return;
+            return true;
         }
+        false
     }
 
     /// Opens a directory entry with the R14 checks; a refusal is counted and logged once.
@@ -699,6 +721,7 @@ impl Watch {
             held: false,
             tail: Vec::new(),
             tail_ok: false,
+            truncated_since: None,
         };
         let mut tracked = tracked;
         tracked.seed_tail();
@@ -1487,6 +1510,48 @@ mod tests {
         assert_checkpoints_at_line_starts(&fx, &watch);
     }
 
+    /// Regression (acceptance test, copytruncate): the scan listed the directory just before
+    /// the copy was made and looked at the original just after the truncation, so the copy was
+    /// not found; the original started over, and the copy, seen next scan, was read whole:
+    /// the lines the original had stored were stored twice.
+    #[test]
+    fn regression_truncation_seen_before_its_copy_is_listed_waits_for_the_copy() {
+        let fx = Fixture::new("a.log*");
+        let mut watch = fx.load();
+        fx.append("a.log", &lines(0..3));
+        fx.run(&mut watch);
+        fx.append("a.log", &lines(3..5)); // not read before the truncation
+        let copy = std::fs::read(fx.path("a.log")).unwrap();
+        std::fs::OpenOptions::new().write(true).open(fx.path("a.log")).unwrap().set_len(0).unwrap();
+        fx.append("a.log", &lines(5..6));
+        fx.run(&mut watch); // the truncation, and no copy listed: a.log waits, reads nothing
+        assert_eq!(sorted(fx.markers()), expect(0..3));
+        // A crash while it waits loses nothing: its checkpoint was kept.
+        drop(watch);
+        let mut watch = fx.load();
+        fx.run(&mut watch);
+        fx.append_bytes("a.log.1", &copy); // the copy shows up
+        fx.run(&mut watch);
+        fx.run(&mut watch);
+        assert_eq!(sorted(fx.markers()), expect(0..6));
+    }
+
+    #[test]
+    fn a_truncated_file_without_a_copy_starts_over_after_rotate_wait() {
+        let mut fx = Fixture::new("a.log");
+        let mut watch = fx.load();
+        fx.append("a.log", &lines(0..3));
+        fx.run(&mut watch);
+        std::fs::OpenOptions::new().write(true).open(fx.path("a.log")).unwrap().set_len(0).unwrap();
+        fx.append("a.log", &lines(3..5));
+        fx.run(&mut watch);
+        assert_eq!(sorted(fx.markers()), expect(0..3), "waiting for a copy");
+        fx.now += Duration::from_secs(6);
+        fx.run(&mut watch);
+        fx.run(&mut watch);
+        assert_eq!(sorted(fx.markers()), expect(0..5));
+    }
+
     #[test]
     fn new_file_in_place_of_a_deleted_one_is_read_from_the_start() {
         let fx = Fixture::new("a.log");
@@ -1497,6 +1562,10 @@ mod tests {
         std::fs::remove_file(fx.path("a.log")).unwrap();
         fx.append("a.log", &lines(3..4)); // may even reuse the inode
         let mut watch = fx.load();
+        fx.run(&mut watch);
+        // If it did, it looks truncated: it waits up to rotate_wait for a copy, then starts over.
+        let mut fx = fx;
+        fx.now += Duration::from_secs(6);
         fx.run(&mut watch);
         assert_eq!(sorted(fx.markers()), expect(0..4));
         fx.run(&mut watch);
