@@ -105,6 +105,8 @@ pub struct Prepared {
     store_config: StoreConfig,
     /// The stages after ingest, on their own thread.
     pipeline_thread: crate::pipeline::Running,
+    /// Rung by file ingest once a batch is durable (HTTP ingest and the API hold their own).
+    pipeline: crate::pipeline::PipelineHandle,
     /// Reaps dead sessions and tracks agent process trees.
     upkeep: SessionUpkeep,
 }
@@ -164,7 +166,7 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
         sessions: session_store,
         registry,
         commit: commit.clone(),
-        pipeline,
+        pipeline: pipeline.clone(),
         tokens: Arc::new(tokens),
         metrics: Some(metrics.clone()),
         ready: ready.clone(),
@@ -192,6 +194,7 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
         metrics,
         store_config: config.store,
         pipeline_thread,
+        pipeline,
         upkeep,
     })
 }
@@ -211,6 +214,7 @@ pub async fn run(
         metrics,
         store_config,
         pipeline_thread,
+        pipeline,
         upkeep: session_upkeep,
         ..
     } = prepared;
@@ -227,7 +231,7 @@ pub async fn run(
     ));
     let upkeep = tokio::spawn(metrics_upkeep(metrics, stop_rx));
 
-    let files = files.start(commit.clone());
+    let files = files.start(commit.clone(), pipeline);
 
     ready.store(true, Ordering::Release);
     let ready_flag = ready.clone();

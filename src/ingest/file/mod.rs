@@ -9,7 +9,9 @@
 //! until the files are read up. Each batch's events and the file's new checkpoint
 //! `(device, inode, offset)` are one sled transaction ([`crate::store::Store::put_file_batch`]),
 //! and the task waits for the batch's group commit before reading on, so a crash resumes after
-//! the last stored line and never stores a line twice.
+//! the last stored line and never stores a line twice. Once a batch is durable the task rings
+//! the pipeline with the events it stored (`Ring::Stored`), as HTTP ingest does; a ring that
+//! does not fit its queue is dropped, and the pipeline's own scan still finds the event.
 //!
 //! Events carry trust `local` and source `watch:<name>`. Trust comes from the configuration:
 //! only files matched by a `[[watch]]`, in a directory that passes R13, that pass R14 are read.
@@ -34,6 +36,7 @@ use tokio::task::JoinHandle;
 use crate::config::{WatchConfig, WatchFormat};
 use crate::decode::mapping::ParserKind;
 use crate::decode::{Decoder, Integrations};
+use crate::pipeline::{PipelineHandle, Ring};
 use crate::store::{GroupCommit, Store};
 
 pub use assemble::MAX_RECORD_BYTES;
@@ -125,8 +128,9 @@ impl FileIngest {
         self.specs.iter().map(|s| s.name.clone()).collect()
     }
 
-    /// Starts one task per watch and the notification watcher on the current runtime.
-    pub fn start(self, commit: GroupCommit) -> RunningFileIngest {
+    /// Starts one task per watch and the notification watcher on the current runtime. Each
+    /// durable batch's events are rung into `pipeline`.
+    pub fn start(self, commit: GroupCommit, pipeline: PipelineHandle) -> RunningFileIngest {
         let (stop, stop_rx) = watch::channel(false);
         let wakes: Vec<Arc<Notify>> = self.specs.iter().map(|_| Arc::new(Notify::new())).collect();
         let watcher = start_notifications(&self.specs, &wakes);
@@ -140,6 +144,7 @@ impl FileIngest {
                     spec,
                     store: self.store.clone(),
                     commit: commit.clone(),
+                    pipeline: pipeline.clone(),
                     wake,
                     stop: stop_rx.clone(),
                 };
@@ -260,6 +265,8 @@ struct WatchTask {
     store: Arc<dyn Store>,
     /// Durability for each batch, and back-pressure.
     commit: GroupCommit,
+    /// Rung with each durable batch's stored events.
+    pipeline: PipelineHandle,
     /// Notifications for this watch's directory, coalesced.
     wake: Arc<Notify>,
     /// Becomes `true` at shutdown.
@@ -310,12 +317,18 @@ impl WatchTask {
             let (next, result) = self.blocking(watch, |w| w.write_next_batch(Instant::now())).await?;
             watch = next;
             match result {
-                Ok(tail::Progress::Wrote) => {
-                    if let Err(err) = slot.durable().await {
+                Ok(tail::Progress::Wrote(stored)) => match slot.durable().await {
+                    Ok(()) => {
+                        for id in stored {
+                            self.pipeline.ring(Ring::Stored(id));
+                        }
+                    }
+                    Err(err) => {
+                        // Not rung: the pipeline's scan finds the events if they did persist.
                         tracing::error!(watch = %self.spec.name, %err, "file batch not confirmed durable");
                         self.pause().await;
                     }
-                }
+                },
                 Ok(tail::Progress::Idle) => return Some(watch),
                 Err(_) => {
                     drop(slot);
@@ -370,5 +383,53 @@ impl WatchTask {
             _ = tokio::time::sleep(RETRY_AFTER_ERROR) => {}
             _ = self.stop.wait_for(|stop| *stop) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::WatchConfig;
+    use crate::store::{EventQuery, SledStore};
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_durable_batch_rings_the_pipeline_with_the_events_it_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let config: WatchConfig =
+            toml::from_str(&format!("path = {:?}\nrescan_interval_ms = 20", logs.join("a.log"))).unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("store"), 8 << 20).unwrap());
+        let integrations = Integrations::built_in().unwrap();
+        let ingest = FileIngest::build(&[config], &integrations, store.clone()).unwrap();
+        let commit = GroupCommit::start(store.clone(), 16);
+        let (pipeline, rings) = PipelineHandle::channel(16);
+        let running = ingest.start(commit.clone(), pipeline);
+        std::fs::write(logs.join("a.log"), "{\"vendor_id\":\"a\"}\n{\"vendor_id\":\"b\"}\n").unwrap();
+
+        let rung = tokio::task::spawn_blocking(move || {
+            let mut ids = Vec::new();
+            while ids.len() < 2 {
+                match rings.recv_timeout(Duration::from_secs(10)) {
+                    Ok(Ring::Stored(id)) => ids.push(id),
+                    Ok(other) => panic!("unexpected ring {other:?}"),
+                    Err(err) => panic!("rung {} of 2: {err}", ids.len()),
+                }
+            }
+            ids
+        })
+        .await
+        .unwrap();
+        running.shutdown().await;
+        commit.shutdown().await;
+        let stored: Vec<_> = store
+            .events(&EventQuery { limit: 10, ..EventQuery::default() })
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(rung, stored, "every stored event rung once, after it was durable");
     }
 }

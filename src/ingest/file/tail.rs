@@ -87,8 +87,9 @@ type Fingerprint = [u8; 16];
 /// What one call of [`Watch::write_next_batch`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Progress {
-    /// A batch was written (not yet durable): the caller waits for its commit slot.
-    Wrote,
+    /// A batch was written (not yet durable): the caller waits for its commit slot, then
+    /// rings the pipeline with the events it stored (at most one batch's worth).
+    Wrote(Vec<Uuid>),
     /// No file had anything to store.
     Idle,
 }
@@ -263,8 +264,8 @@ impl Watch {
     pub fn write_next_batch(&mut self, now: Instant) -> Result<Progress, StoreError> {
         for id in self.files_with_work(now) {
             self.cursor = Some(id);
-            if self.write_file(id, now)? == Progress::Wrote {
-                return Ok(Progress::Wrote);
+            if let Progress::Wrote(stored) = self.write_file(id, now)? {
+                return Ok(Progress::Wrote(stored));
             }
         }
         Ok(Progress::Idle)
@@ -276,7 +277,7 @@ impl Watch {
         let Some(tracked) = self.open.get_mut(&id) else { return Ok(Progress::Idle) };
         if tracked.held {
             // Only its checkpoint moves.
-            return self.store_records(id, Vec::new()).map(|()| Progress::Wrote);
+            return self.store_records(id, Vec::new()).map(Progress::Wrote);
         }
         if let Err(err) = tracked.fill(now) {
             telemetry::FileError { watch: &self.spec.name, op: "read", path: &tracked.path, error: &err }
@@ -306,7 +307,7 @@ impl Watch {
                 tracked.rewind();
             }
         }
-        result.map(|()| Progress::Wrote)
+        result.map(Progress::Wrote)
     }
 
     /// Sum of unread bytes over open files being read, for the lag gauge (a held file's lines
@@ -771,8 +772,9 @@ impl Watch {
     }
 
     /// Decodes `records` and stores them with the file's new checkpoint in one transaction.
-    fn store_records(&mut self, id: FileId, records: Vec<Record>) -> Result<(), StoreError> {
-        let Some(tracked) = self.open.get(&id) else { return Ok(()) };
+    /// Returns the ids of the events stored (not those found already stored).
+    fn store_records(&mut self, id: FileId, records: Vec<Record>) -> Result<Vec<Uuid>, StoreError> {
+        let Some(tracked) = self.open.get(&id) else { return Ok(Vec::new()) };
         let resume = records.last().map_or(tracked.committed, |r| r.resume);
         let Some(print) = tracked.fingerprint_at(resume) else {
             // The file changed under the records read: store none of them. The next scan finds
@@ -780,7 +782,7 @@ impl Watch {
             if let Some(tracked) = self.open.get_mut(&id) {
                 tracked.rewind();
             }
-            return Ok(());
+            return Ok(Vec::new());
         };
         let path = tracked.path.clone();
         let held_copy = tracked.held;
@@ -843,6 +845,13 @@ impl Watch {
                 return Err(err);
             }
         };
+        let stored: Vec<Uuid> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                PutOutcome::Stored(id) => Some(*id),
+                PutOutcome::Duplicate(_) => None,
+            })
+            .collect();
         // Metrics by record: a record is "stored" if any of its events was new.
         let mut outcomes = outcomes.into_iter();
         for (outcome, lines, events) in tallies {
@@ -865,7 +874,7 @@ impl Watch {
             tracked.fingerprint = print;
             tracked.dirty = false;
         }
-        Ok(())
+        Ok(stored)
     }
 
     fn warn_line(&mut self, path: &std::path::Path, record: &Record, reason: &'static str, now: Instant) {
@@ -1149,7 +1158,7 @@ mod tests {
         /// One scan and every batch, as the task does.
         fn run(&self, watch: &mut Watch) {
             watch.scan(self.now);
-            while watch.write_next_batch(self.now).unwrap() == Progress::Wrote {}
+            while matches!(watch.write_next_batch(self.now).unwrap(), Progress::Wrote(_)) {}
         }
 
         fn append(&self, name: &str, text: &str) {
@@ -1285,7 +1294,7 @@ mod tests {
         std::fs::OpenOptions::new().write(true).open(fx.path("a.log")).unwrap().set_len(0).unwrap();
         fx.append("a.log", &lines(6..7));
         // Stored after the truncation: the checkpoint's fingerprint must describe what was read.
-        while watch.write_next_batch(fx.now).unwrap() == Progress::Wrote {}
+        while matches!(watch.write_next_batch(fx.now).unwrap(), Progress::Wrote(_)) {}
         fx.run(&mut watch);
         fx.run(&mut watch);
         assert_eq!(sorted(fx.markers()), expect(0..7));
@@ -1597,7 +1606,7 @@ mod tests {
         std::fs::OpenOptions::new().write(true).open(fx.path("a.log")).unwrap().set_len(0).unwrap();
         fx.append("a.log", &lines(100..120)); // longer than before
                                               // Batches before the next scan: the bytes at the old read position are not read on.
-        while watch.write_next_batch(fx.now).unwrap() == Progress::Wrote {}
+        while matches!(watch.write_next_batch(fx.now).unwrap(), Progress::Wrote(_)) {}
         assert_eq!(sorted(fx.markers()), expect(0..3));
         fx.run(&mut watch);
         fx.run(&mut watch);
