@@ -25,6 +25,11 @@ struct Setup {
 
 impl Setup {
     fn new(pattern: &str) -> Setup {
+        Setup::with(pattern, "")
+    }
+
+    /// A watch of `logs/<pattern>` with more keys for its `[[watch]]` table.
+    fn with(pattern: &str, keys: &str) -> Setup {
         let root = tempfile::tempdir().unwrap();
         let logs = root.path().join("logs");
         std::fs::create_dir(&logs).unwrap();
@@ -33,7 +38,7 @@ impl Setup {
         std::fs::write(
             &config,
             format!(
-                "[[watch]]\nname = \"edr\"\npath = \"{}\"\nrescan_interval_ms = 50\nrotate_wait_ms = 300\n",
+                "[[watch]]\nname = \"edr\"\npath = \"{}\"\nrescan_interval_ms = 50\nrotate_wait_ms = 300\n{keys}",
                 logs.join(pattern).display()
             ),
         )
@@ -154,6 +159,78 @@ fn rename_rotation_and_copytruncate_mid_stream() {
     );
     assert!(broker.stderr().contains("line skipped"), "{}", broker.stderr());
     assert_eq!(broker.terminate(), Some(0));
+}
+
+/// auditd's own log, tailed: every auditd sample of this repository, appended to one
+/// `audit.log` in uneven pieces (lines cut in two, events cut between their records) and with a
+/// SIGKILL and restart halfway, gives exactly the events its expectation file lists, once each.
+/// Most events have no EOE record (auditd writes none after a lone AVC or SECCOMP, and the last
+/// event of a quiet log waits for nothing): they are completed once the file is idle.
+#[test]
+fn auditd_log_tailed_as_audit_format_gives_each_sample_event_once() {
+    let setup = Setup::with("audit.log", "format = \"audit\"\nintegration = \"auditd\"\n");
+    let samples: Vec<(String, expect::Expectation)> = expect::all()
+        .into_iter()
+        .filter(|(_, e)| e.integration == "auditd" && e.input.starts_with("integrations/auditd/samples/"))
+        .map(|(f, e)| (f.file_name().unwrap().to_string_lossy().into_owned(), e))
+        .collect();
+    assert!(samples.len() >= 5, "auditd samples: {}", samples.len());
+    let text: String =
+        samples.iter().map(|(_, e)| std::fs::read_to_string(expect::input_path(&e.input)).unwrap()).collect();
+    let want: usize = samples.iter().map(|(_, e)| e.events.len()).sum();
+
+    // Pieces of 1..300 bytes, so lines and events arrive split.
+    let mut rng = Lcg(7);
+    let mut pieces = Vec::new();
+    let mut rest = text.as_bytes();
+    while !rest.is_empty() {
+        let take = (1 + rng.next() as usize % 300).min(rest.len());
+        pieces.push(&rest[..take]);
+        rest = &rest[take..];
+    }
+    let half = pieces.len() / 2;
+    let broker = setup.start();
+    for piece in &pieces[..half] {
+        append(&setup.path("audit.log"), piece);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    broker.kill9();
+    for piece in &pieces[half..] {
+        append(&setup.path("audit.log"), piece);
+    }
+    let broker = setup.start();
+    let token = broker.soc_token();
+    let events = wait_for(&broker, &token, want);
+
+    let mut problems = Vec::new();
+    for (file, exp) in &samples {
+        for (i, expected) in exp.events.iter().enumerate() {
+            let id = &expected["vendor_id"];
+            let found: Vec<_> = events.iter().filter(|e| &e["vendor_id"] == id).collect();
+            if found.len() != 1 {
+                problems.push(format!("{file} event {i} ({id}): stored {} times", found.len()));
+                continue;
+            }
+            let mut mismatches = Vec::new();
+            expect::subset_mismatches(expected, found[0], "", &mut mismatches);
+            for field in &exp.absent {
+                if let Some(v) = expect::dotted(found[0], field) {
+                    mismatches.push(format!("{field}: must be absent, got {v}"));
+                }
+            }
+            problems.extend(mismatches.into_iter().map(|m| format!("{file} event {i} ({id}): {m}")));
+        }
+    }
+    for event in &events {
+        assert_eq!(event["source"], "watch:edr");
+        assert_eq!(event["trust"], "local");
+        assert_eq!(event["integration"], "auditd");
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(events.len(), want, "no other events");
+    let metrics = broker.get("/metrics", None).body;
+    assert!(!metrics.contains("outcome=\"undecodable\""), "{metrics}");
 }
 
 #[test]
