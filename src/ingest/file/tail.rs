@@ -55,7 +55,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::assemble::{Assembler, Position, Record, RecordKind, SkipReason};
+use super::assemble::{Assembler, Position, Record, RecordKind, SkipReason, MAX_RECORD_BYTES};
 use super::safety;
 use super::WatchSpec;
 use crate::config::WatchFormat;
@@ -420,7 +420,8 @@ impl Watch {
         let found = !held && listing.is_some_and(|listing| self.recover_from_copy(&lost, listing, now));
         let gave_up = now.duration_since(since) >= self.spec.rotate_wait;
         if found || held || lost.position.offset == 0 || gave_up {
-            if gave_up && !found {
+            if gave_up && !found && !held && lost.position.offset > 0 {
+                telemetry::FileRotated { watch: &self.spec.name, path: &path, kind: "copy_missing" }.emit();
                 tracing::warn!(watch = %self.spec.name, path = ?path, offset = lost.position.offset, "truncated, and no copy holds the lines after its checkpoint; reading it from the start");
             }
             if let Some(tracked) = self.open.get_mut(&id) {
@@ -1079,13 +1080,18 @@ pub fn fingerprint_of(bytes: &[u8]) -> Fingerprint {
 }
 
 /// The end of the last complete line in `from..upto` (just after its `\n`), or `from` if there
-/// is none. Searched backwards: a large new file is not read whole to judge it.
+/// is none. Searched backwards: a large new file is not read whole to judge it. An error if
+/// the last line is longer than any line that is read (then the file is judged later, when it
+/// has a line end near its end), so one endless line is not read again at every scan.
 fn last_line_end(file: &File, from: u64, upto: u64) -> std::io::Result<u64> {
     let mut buf = vec![0u8; READ_CHUNK];
     let mut end = upto;
     while end > from {
+        if upto - end > MAX_RECORD_BYTES as u64 {
+            return Err(std::io::Error::other("last line longer than the line cap"));
+        }
         let start = end.saturating_sub(READ_CHUNK as u64).max(from);
-        let want = &mut buf[..usize::try_from(end - start).unwrap_or(READ_CHUNK)];
+        let want = &mut buf[..usize::try_from(end - start).unwrap_or(READ_CHUNK).min(READ_CHUNK)];
         file.read_exact_at(want, start)?;
         if let Some(i) = want.iter().rposition(|&b| b == b'\n') {
             return Ok(start + i as u64 + 1);
@@ -1645,6 +1651,12 @@ mod tests {
         assert_eq!(last_line_end(&file, 0, 2).unwrap(), 0, "no complete line");
         assert_eq!(last_line_end(&file, 6, 8).unwrap(), 6);
         assert!(last_line_end(&file, 0, 100).is_err(), "shorter than thought");
+        let long = vec![b'x'; MAX_RECORD_BYTES + 2 * READ_CHUNK];
+        fx.append_bytes("a.log", &long);
+        assert!(
+            last_line_end(&file, 0, 8 + long.len() as u64).is_err(),
+            "an endless last line is not searched whole"
+        );
         assert_eq!(count_lines(&file, Position::default(), 6).unwrap(), Position { offset: 6, line: 2 });
         assert_eq!(
             count_lines(&file, Position { offset: 3, line: 1 }, 6).unwrap(),
