@@ -17,6 +17,8 @@ pub const DEFAULT_DATA_DIR: &str = "./haltwire-data";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 /// Default folder of integration overrides, used only if it exists.
 pub const DEFAULT_INTEGRATIONS_DIR: &str = "./integrations";
+/// Default folder of retry policies, used only if it exists.
+pub const DEFAULT_POLICIES_DIR: &str = "./policies";
 /// The name of the source every fresh install has (native format, generated HMAC secret).
 pub const GENERIC_SOURCE: &str = "generic";
 
@@ -32,6 +34,9 @@ pub struct Config {
     /// Largest accepted ingest body in bytes; larger bodies get 413 before any crypto.
     /// Default 262144 (256 KiB).
     pub max_body_bytes: Option<usize>,
+    /// Folder of retry policies (`*.yaml`), watched and hot-reloaded. Default: `./policies` if
+    /// it exists, else the built-in default policy.
+    pub policies_dir: Option<PathBuf>,
     /// Folder of integration mappings (`<name>/mapping.toml`) that replace or add to the
     /// built-in ones. Default: `./integrations` if it exists, else the built-ins only.
     pub integrations_dir: Option<PathBuf>,
@@ -385,6 +390,11 @@ impl Config {
             .or_else(|| Some(PathBuf::from(DEFAULT_INTEGRATIONS_DIR)).filter(|p| p.is_dir()))
     }
 
+    /// The policy folder to load: the configured one, else `./policies` if present.
+    pub fn policies_dir(&self) -> Option<PathBuf> {
+        self.policies_dir.clone().or_else(|| Some(PathBuf::from(DEFAULT_POLICIES_DIR)).filter(|p| p.is_dir()))
+    }
+
     /// Reads and validates a config file. `path` is only used for messages and for resolving
     /// relative `*_file` paths.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -453,7 +463,7 @@ impl Config {
                 watch.path = base.join(&watch.path);
             }
         }
-        if let Some(dir) = self.integrations_dir.as_mut() {
+        for dir in [self.integrations_dir.as_mut(), self.policies_dir.as_mut()].into_iter().flatten() {
             if dir.is_relative() {
                 *dir = base.join(&*dir);
             }

@@ -9,11 +9,17 @@
 //! - [`decode`]: integration decoders that turn vendor payloads into [`event::EventBody`].
 //! - [`event`]: the normalized [`event::SecurityEvent`].
 //! - [`store`]: the durable event store (sled) and its group commit.
+//! - [`sessions`]: agent sessions, the command ledger, `/proc` ancestry and the shell parser.
+//! - [`correlate`]: which session and tool call caused an event, with evidence.
+//! - [`pipeline`]: the spine that runs the stages after ingest, in order.
 //! - [`api`]: SOC read routes, health, metrics and the OpenAPI document.
 //! - [`directive`]: the broker's signing key; the only code that reads it.
 //! - [`config`](mod@config): `haltwire.toml`.
+//! - [`bench`]: measurement tooling (`haltwire bench`); not on the data path.
 
 pub mod api;
+pub mod bench;
+pub mod block;
 pub mod cli;
 pub mod config;
 pub mod correlate;
@@ -22,6 +28,8 @@ pub mod directive;
 pub mod event;
 pub mod ingest;
 pub mod pipeline;
+pub mod policy;
+pub mod policy_reload;
 pub mod secrets;
 pub mod server;
 pub mod sessions;

@@ -1,6 +1,6 @@
-//! The spine: takes stored events and runs the stages after ingest in order. Today that is
-//! correlation; policy, blocks, directives and delivery join here, and this is the only file
-//! that knows their order.
+//! The spine: takes stored events and runs the stages after ingest in order — correlate, then
+//! (for an event tied to a session) decide by policy, then create the block. Directives and
+//! delivery join here next; this is the only file that knows the order.
 //!
 //! Ingest and the session API only *ring* the pipeline (a bounded queue of ids; a full queue
 //! drops the ring and counts it). What the pipeline works on comes from the store: a
@@ -11,8 +11,11 @@
 //!
 //! Runs on its own thread: every step is a blocking sled read or write.
 
+use crate::block::active::{ActiveBlocks, BlockFilter};
+use crate::block::{Block, BlockKind, BlockSpec, ScopeKind};
 use crate::correlate::{Candidate, Correlator};
-use crate::event::{CorrelationStatus, SecurityEvent};
+use crate::event::{Correlation, CorrelationStatus, SecurityEvent};
+use crate::policy::{self, EvalInput, LivePolicies};
 use crate::sessions::model::{CommandRecord, Session};
 use crate::store::{EventQuery, SessionStore, Store, StoreError};
 use std::collections::VecDeque;
@@ -73,6 +76,10 @@ pub struct Pipeline {
     store: Arc<dyn Store>,
     sessions: Arc<dyn SessionStore>,
     correlator: Arc<Correlator>,
+    /// The policy set in service (swapped atomically on reload).
+    policies: Arc<LivePolicies>,
+    /// Where decided blocks go; the gate reads them.
+    blocks: Arc<ActiveBlocks>,
     rx: Receiver<Ring>,
     /// Recently unmatched or ambiguous events, for late binding.
     late: VecDeque<Uuid>,
@@ -98,10 +105,13 @@ impl Pipeline {
         store: Arc<dyn Store>,
         sessions: Arc<dyn SessionStore>,
         correlator: Arc<Correlator>,
+        policies: Arc<LivePolicies>,
+        blocks: Arc<ActiveBlocks>,
     ) -> std::io::Result<(PipelineHandle, Running)> {
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let stop = Arc::new(AtomicBool::new(false));
-        let mut pipeline = Pipeline { store, sessions, correlator, rx, late: VecDeque::new() };
+        let mut pipeline =
+            Pipeline { store, sessions, correlator, policies, blocks, rx, late: VecDeque::new() };
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("haltwire-pipeline".into())
@@ -160,7 +170,56 @@ impl Pipeline {
             }
         }
         tracing::debug!(event_id = %event.id, status = status_label(correlation.status), "correlated");
-        self.sessions.put_correlation(event.id, &correlation)
+        self.sessions.put_correlation(event.id, &correlation)?;
+        if correlation.status == CorrelationStatus::Matched {
+            self.decide(event, &correlation, candidates)?;
+        }
+        Ok(())
+    }
+
+    /// The policy stage, then the block stage: for an event tied to a session, evaluate the
+    /// policy set and turn a restricting decision into a block. At most one block per event.
+    fn decide(
+        &mut self,
+        event: &SecurityEvent,
+        correlation: &Correlation,
+        candidates: &[(Session, Vec<CommandRecord>)],
+    ) -> Result<(), StoreError> {
+        let Some((session, ledger)) =
+            candidates.iter().find(|(s, _)| Some(s.session_id) == correlation.session_id)
+        else {
+            return Ok(());
+        };
+        if self.blocks.block_of_event(event.id)?.is_some() {
+            return Ok(());
+        }
+        let command = correlation.call_id.as_ref().and_then(|id| ledger.iter().find(|c| &c.call_id == id));
+        let filter = BlockFilter { session: Some(session.session_id), status: None };
+        let prior_blocks = u32::try_from(self.blocks.list(&filter)?.len()).unwrap_or(u32::MAX);
+        let policies = self.policies.current();
+        let input = EvalInput {
+            event,
+            correlation: Some(correlation),
+            session: Some(session),
+            command,
+            prior_blocks,
+        };
+        let Some(decision) = policies.evaluate(&input) else { return Ok(()) };
+        let now = OffsetDateTime::now_utc();
+        let Some(spec) = block_spec(&decision, policies.hash(), now) else {
+            tracing::debug!(event_id = %event.id, policy = %decision.policy_id, "policy decided to ignore");
+            return Ok(());
+        };
+        let block = self.blocks.create(Block::new(spec, session, event, command, now))?;
+        tracing::info!(
+            event_id = %event.id,
+            block_id = %block.block_id,
+            session_id = %session.session_id,
+            policy = %block.policy_id,
+            scope = ?block.scope,
+            "block created"
+        );
+        Ok(())
     }
 
     /// Every session with its ledger. The correlator filters by host and lifetime.
@@ -223,6 +282,46 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+}
+
+/// What a decision means for the block stage; `None` for `ignore`.
+fn block_spec(decision: &policy::Decision, hash: &str, now: OffsetDateTime) -> Option<BlockSpec> {
+    let after = |d: std::time::Duration| now + time::Duration::try_from(d).unwrap_or(time::Duration::MAX);
+    let (kind, scope, retry_after, expires_at) = match &decision.action {
+        policy::Action::Ignore => return None,
+        policy::Action::HaltSession => (BlockKind::HaltSession, ScopeKind::Session, None, None),
+        policy::Action::DoNotRetry { scope, retry, expiry } => {
+            let retry_after = match retry {
+                policy::Retry::Never => None,
+                policy::Retry::After(d) => Some(after(*d)),
+            };
+            let expires_at = match expiry {
+                policy::Expiry::UntilCleared => None,
+                policy::Expiry::Ttl(d) => Some(after(*d)),
+            };
+            (BlockKind::DoNotRetry, scope_kind(*scope), retry_after, expires_at)
+        }
+    };
+    Some(BlockSpec {
+        kind,
+        scope,
+        retry_after,
+        expires_at,
+        policy_id: decision.policy_id.clone(),
+        policy_hash: hash.to_string(),
+        note: decision.note.clone(),
+    })
+}
+
+fn scope_kind(scope: policy::Scope) -> ScopeKind {
+    match scope {
+        policy::Scope::Command => ScopeKind::Command,
+        policy::Scope::Similar => ScopeKind::Similar,
+        policy::Scope::Path => ScopeKind::Path,
+        policy::Scope::Host => ScopeKind::Host,
+        policy::Scope::Binary => ScopeKind::Binary,
+        policy::Scope::Session => ScopeKind::Session,
     }
 }
 

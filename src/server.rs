@@ -6,6 +6,7 @@
 //! any of them work.
 
 use crate::api::{self, ApiState};
+use crate::block::active::ActiveBlocks;
 use crate::config::{Config, StoreConfig, DEFAULT_MAX_BODY_BYTES};
 use crate::correlate::tracker::Tracker;
 use crate::correlate::Correlator;
@@ -15,6 +16,7 @@ use crate::ingest::file::{FileIngest, FileIngestError};
 use crate::ingest::http::{self as ingest_http, IngestState};
 use crate::ingest::sources::Sources;
 use crate::pipeline::Pipeline;
+use crate::policy_reload::PolicyReloader;
 use crate::secrets;
 use crate::sessions::procfs::Procfs;
 use crate::sessions::registry::Registry;
@@ -86,6 +88,10 @@ pub enum ServeError {
     Serve(std::io::Error),
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error("the policy folder has errors:\n{0}")]
+    Policies(crate::policy::Diagnostics),
+    #[error("cannot watch the policy folder: {0}")]
+    Watch(String),
 }
 
 /// A broker that has opened everything and bound its socket but not yet served a request.
@@ -109,6 +115,8 @@ pub struct Prepared {
     pipeline: crate::pipeline::PipelineHandle,
     /// Reaps dead sessions and tracks agent process trees.
     upkeep: SessionUpkeep,
+    /// Keeps the policy folder watched while the broker runs.
+    _policy_watcher: Option<notify::RecommendedWatcher>,
 }
 
 /// Opens the data directory, keys, store and sources, and binds the socket.
@@ -138,7 +146,8 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
     let metrics = install_metrics()?;
     let sled = Arc::new(SledStore::open(&data_dir.join("store"), config.store.cache_bytes)?);
     let store: Arc<dyn Store> = sled.clone();
-    let session_store: Arc<dyn SessionStore> = sled;
+    let session_store: Arc<dyn SessionStore> = sled.clone();
+    let blocks = Arc::new(ActiveBlocks::load(sled)?);
     let commit = GroupCommit::start(store.clone(), config.ingest.commit_queue);
     let files = FileIngest::build(&config.watches, &integrations, store.clone())?;
     let ready = Arc::new(AtomicBool::new(false));
@@ -152,29 +161,33 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
     ));
     let tracker = Tracker::default();
     let correlator = Arc::new(Correlator::new(Procfs::default(), local_host, tracker.clone()));
+    let policies = Arc::new(PolicyReloader::start(config.policies_dir()).map_err(ServeError::Policies)?);
+    let policy_watcher = policies.watch().map_err(|e| ServeError::Watch(e.to_string()))?;
     let (pipeline, pipeline_thread) =
-        Pipeline::start(store.clone(), session_store.clone(), correlator).map_err(ServeError::Serve)?;
-    let upkeep = SessionUpkeep::start(registry.clone(), tracker).map_err(ServeError::Serve)?;
+        Pipeline::start(store.clone(), session_store.clone(), correlator, policies.live(), blocks.clone())
+            .map_err(ServeError::Serve)?;
+    let upkeep =
+        SessionUpkeep::start(registry.clone(), tracker, blocks.clone()).map_err(ServeError::Serve)?;
 
     let max_body = config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
-    let app = ingest_http::router(
-        IngestState::new(sources.clone(), store.clone(), commit.clone(), pipeline.clone()),
-        max_body,
-    )
-    .merge(api::router(ApiState {
-        store: store.clone(),
-        sessions: session_store,
-        registry,
-        commit: commit.clone(),
-        pipeline: pipeline.clone(),
-        tokens: Arc::new(tokens),
-        metrics: Some(metrics.clone()),
-        ready: ready.clone(),
-    }))
-    .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        Duration::from_secs(30),
-    ));
+    let app =
+        ingest_http::router(IngestState::new(sources.clone(), commit.clone(), pipeline.clone()), max_body)
+            .merge(api::router(ApiState {
+                store: store.clone(),
+                sessions: session_store,
+                registry,
+                commit: commit.clone(),
+                pipeline: pipeline.clone(),
+                blocks,
+                policies: policies.clone(),
+                tokens: Arc::new(tokens),
+                metrics: Some(metrics.clone()),
+                ready: ready.clone(),
+            }))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(30),
+            ));
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -196,6 +209,7 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
         pipeline_thread,
         pipeline,
         upkeep,
+        _policy_watcher: policy_watcher,
     })
 }
 
@@ -265,20 +279,26 @@ pub async fn run(
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled: call it before announcing that the broker is up, so a signal sent
+/// right after that announcement is a graceful shutdown rather than the default (death).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        let wait = |installed: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match installed {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = wait(interrupt) => {},
+            _ = wait(terminate) => {},
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = terminate => {},
     }
 }
 
@@ -287,7 +307,8 @@ fn local_hostname() -> String {
     hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".to_string())
 }
 
-/// A background thread that ends sessions whose agent is gone and feeds the process tracker.
+/// A background thread that ends sessions whose agent is gone, expires blocks whose time ran
+/// out, and feeds the process tracker.
 /// A thread, not a task: both jobs read `/proc` and sled, which block.
 pub struct SessionUpkeep {
     stop: Arc<AtomicBool>,
@@ -301,7 +322,11 @@ impl SessionUpkeep {
     /// How often dead or idle sessions are reaped.
     const REAP_EVERY: Duration = Duration::from_secs(2);
 
-    fn start(registry: Arc<Registry>, tracker: Tracker) -> std::io::Result<SessionUpkeep> {
+    fn start(
+        registry: Arc<Registry>,
+        tracker: Tracker,
+        blocks: Arc<ActiveBlocks>,
+    ) -> std::io::Result<SessionUpkeep> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name("haltwire-sessions".into()).spawn(move || {
@@ -319,6 +344,14 @@ impl SessionUpkeep {
                             }
                         }
                         Err(err) => tracing::warn!(%err, "session reaping failed"),
+                    }
+                    match blocks.expire_lapsed(time::OffsetDateTime::now_utc()) {
+                        Ok(expired) => {
+                            for block in expired {
+                                tracing::info!(block_id = %block.block_id, "block expired");
+                            }
+                        }
+                        Err(err) => tracing::warn!(%err, "block expiry failed"),
                     }
                     last_reap = std::time::Instant::now();
                 }

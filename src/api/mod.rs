@@ -3,10 +3,12 @@
 //! Routes here only read through the store's public trait and check API tokens; they know
 //! nothing of webhook authentication or decoding. Errors are RFC 9457 problems ([`problem`]).
 
+pub mod blocks;
 pub mod openapi;
 pub mod problem;
 pub mod sessions;
 
+use crate::block::active::ActiveBlocks;
 use crate::event::{Correlation, SecurityEvent};
 use crate::pipeline::PipelineHandle;
 use crate::sessions::registry::Registry;
@@ -44,6 +46,10 @@ pub struct ApiState {
     pub commit: GroupCommit,
     /// Rung when a ledger changes, so unmatched events can bind late.
     pub pipeline: PipelineHandle,
+    /// Active blocks and the retry gate.
+    pub blocks: Arc<ActiveBlocks>,
+    /// The policy set in service and its reload.
+    pub policies: Arc<crate::policy_reload::PolicyReloader>,
     /// Checks the bearer tokens of `/v1` routes.
     pub tokens: Arc<TokenKey>,
     /// Renders `/metrics`; `None` when no recorder is installed (library tests).
@@ -54,6 +60,7 @@ pub struct ApiState {
 
 pub fn router(state: ApiState) -> Router {
     let sessions = sessions::router(state.clone());
+    let blocks = blocks::router(state.clone());
     Router::new()
         .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(get_event))
@@ -61,8 +68,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::serve))
+        .route("/v1/policies", get(policies))
+        .route("/v1/policies/reload", axum::routing::post(reload_policies))
         .with_state(state)
         .merge(sessions)
+        .merge(blocks)
 }
 
 /// Checks `Authorization: Bearer <token>` for one of `roles`: 401 if absent or invalid, 403
@@ -100,6 +110,9 @@ pub struct EventView {
     /// Absent until the pipeline has correlated the event (normally within a second).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation: Option<Correlation>,
+    /// The block a policy created from this event, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_id: Option<Uuid>,
 }
 
 /// A page of events, oldest first.
@@ -138,9 +151,9 @@ pub async fn list_events(
         return Err(invalid("`limit` must be between 1 and 1000"));
     }
     let query = EventQuery { after: params.after, since, limit };
-    let (store, sessions) = (state.store.clone(), state.sessions.clone());
+    let (store, sessions, blocks) = (state.store.clone(), state.sessions.clone(), state.blocks.clone());
     let events = tokio::task::spawn_blocking(move || -> Result<Vec<EventView>, crate::store::StoreError> {
-        store.events(&query)?.into_iter().map(|event| with_correlation(&*sessions, event)).collect()
+        store.events(&query)?.into_iter().map(|event| view(&*sessions, &blocks, event)).collect()
     })
     .await
     .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?
@@ -166,9 +179,9 @@ pub async fn get_event(
 ) -> Result<Json<EventView>, Problem> {
     require_role(&headers, &state.tokens, &[Role::Soc])?;
     let Path(id) = id.map_err(|_| invalid("the event id must be a UUID"))?;
-    let (store, sessions) = (state.store.clone(), state.sessions.clone());
+    let (store, sessions, blocks) = (state.store.clone(), state.sessions.clone(), state.blocks.clone());
     let event = tokio::task::spawn_blocking(move || {
-        store.event(id)?.map(|e| with_correlation(&*sessions, e)).transpose()
+        store.event(id)?.map(|e| view(&*sessions, &blocks, e)).transpose()
     })
     .await
     .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?
@@ -176,12 +189,67 @@ pub async fn get_event(
     event.map(Json).ok_or_else(|| Problem::new(ProblemType::NotFound))
 }
 
-fn with_correlation(
+fn view(
     sessions: &dyn SessionStore,
+    blocks: &ActiveBlocks,
     event: SecurityEvent,
 ) -> Result<EventView, crate::store::StoreError> {
     let correlation = sessions.correlation(event.id)?;
-    Ok(EventView { event, correlation })
+    let block_id = blocks.block_of_event(event.id)?;
+    Ok(EventView { event, correlation, block_id })
+}
+
+/// The policy set in service.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyStatus {
+    /// Identifies the exact policy files in service; recorded on every block.
+    pub hash: String,
+    pub policies: usize,
+    /// The watched folder; absent when the built-in default policy is in service.
+    pub dir: Option<String>,
+}
+
+/// The policy set in service (SOC token).
+#[utoipa::path(get, path = "/v1/policies", responses((status = 200, body = PolicyStatus)), security(("bearer" = [])), tag = "soc")]
+pub async fn policies(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<PolicyStatus>, Problem> {
+    require_role(&headers, &state.tokens, &[Role::Soc])?;
+    let current = state.policies.live().current();
+    Ok(Json(PolicyStatus {
+        hash: current.hash().to_string(),
+        policies: current.len(),
+        dir: state.policies.dir().map(|d| d.display().to_string()),
+    }))
+}
+
+/// Recompiles the policy folder and swaps it in only if every file is valid (SOC token). On
+/// errors the previous set stays in service and the answer lists every diagnostic.
+#[utoipa::path(post, path = "/v1/policies/reload", responses((status = 200, body = PolicyStatus),
+    (status = 422, body = Problem, content_type = "application/problem+json")), security(("bearer" = [])), tag = "soc")]
+pub async fn reload_policies(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<PolicyStatus>, Problem> {
+    require_role(&headers, &state.tokens, &[Role::Soc])?;
+    let reloader = state.policies.clone();
+    let outcome = tokio::task::spawn_blocking(move || reloader.reload("api"))
+        .await
+        .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?;
+    match outcome {
+        crate::policy_reload::Reloaded::Applied { hash, policies } => Ok(Json(PolicyStatus {
+            hash,
+            policies,
+            dir: state.policies.dir().map(|d| d.display().to_string()),
+        })),
+        crate::policy_reload::Reloaded::NoFolder => Err(Problem::new(ProblemType::InvalidRequest)
+            .detail("no policy folder is configured; the built-in default policy is in service")),
+        crate::policy_reload::Reloaded::Rejected(diagnostics) => {
+            let detail: String = diagnostics.to_string().chars().take(8000).collect();
+            Err(Problem::new(ProblemType::InvalidPolicies).detail(detail))
+        }
+    }
 }
 
 /// Liveness: the process is up and serving HTTP.

@@ -28,6 +28,8 @@ pub enum ProblemType {
     NotFound,
     /// The session has ended; register again.
     SessionEnded,
+    /// The policy folder has errors; the previous set stays in service.
+    InvalidPolicies,
     /// The commit queue is full; retry after the `Retry-After` seconds.
     Overloaded,
     /// The store could not commit; nothing was acknowledged.
@@ -49,6 +51,7 @@ impl ProblemType {
             ProblemType::InvalidRequest => "urn:haltwire:problem:invalid-request",
             ProblemType::NotFound => "urn:haltwire:problem:not-found",
             ProblemType::SessionEnded => "urn:haltwire:problem:session-ended",
+            ProblemType::InvalidPolicies => "urn:haltwire:problem:invalid-policies",
             ProblemType::Overloaded => "urn:haltwire:problem:overloaded",
             ProblemType::StorageUnavailable => "urn:haltwire:problem:storage-unavailable",
             ProblemType::ShuttingDown => "urn:haltwire:problem:shutting-down",
@@ -65,6 +68,7 @@ impl ProblemType {
             ProblemType::InvalidEvent => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemType::NotFound => StatusCode::NOT_FOUND,
             ProblemType::SessionEnded => StatusCode::CONFLICT,
+            ProblemType::InvalidPolicies => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemType::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ProblemType::StorageUnavailable | ProblemType::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -81,6 +85,7 @@ impl ProblemType {
             ProblemType::InvalidRequest => "Invalid request",
             ProblemType::NotFound => "Not found",
             ProblemType::SessionEnded => "The session has ended",
+            ProblemType::InvalidPolicies => "The policy folder has errors",
             ProblemType::Overloaded => "Too many requests waiting to commit",
             ProblemType::StorageUnavailable => "Storage unavailable",
             ProblemType::ShuttingDown => "Shutting down",

@@ -3,9 +3,12 @@
 //! This is the binary's edge, so errors here are `anyhow` and are printed once, as
 //! `haltwire: <message>`, with exit code 1 (2 for usage errors, from clap).
 
+mod bench;
+mod blocks;
 mod event;
 mod integrations;
 mod keys;
+mod policy;
 mod serve;
 mod token;
 
@@ -37,9 +40,18 @@ enum Command {
     /// Send events to a broker, or decode vendor events offline.
     #[command(subcommand)]
     Event(event::EventCommand),
+    /// List or clear active blocks (talks to a running broker).
+    #[command(subcommand)]
+    Blocks(blocks::BlocksCommand),
     /// List the integrations (decoders) this broker knows.
     #[command(subcommand)]
     Integrations(integrations::IntegrationsCommand),
+    /// Measure ingest throughput, latency and start-up time (docs/performance.md).
+    #[command(subcommand, hide = true)]
+    Bench(bench::BenchCommand),
+    /// Check retry-policy folders and run the tests beside the policies.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// Where the data directory is, shared by every subcommand that reads it.
@@ -86,6 +98,9 @@ pub fn main() -> ExitCode {
         Command::Token(cmd) => token::run(cmd),
         Command::Event(cmd) => event::run(cmd),
         Command::Integrations(cmd) => integrations::run(cmd),
+        Command::Blocks(cmd) => blocks::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
+        Command::Policy(cmd) => policy::run(cmd),
     };
     match result {
         Ok(code) => code,

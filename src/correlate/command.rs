@@ -1,9 +1,28 @@
 //! Comparing an event's process command line with a ledger command.
 //!
-//! Both sides are normalized by the shell module (wrappers peeled, words unquoted, executable
-//! basenames) and compared from the most to the least specific: the same inner command, the
-//! event's process being one command of the ledger's pipeline, then word overlap. The result
-//! is a score in 0–1 and a reason an analyst can read.
+//! The ledger holds what the agent asked its shell to run (a shell script); the EDR reports a
+//! process's argv joined by spaces, usually with the quoting lost and the shell's expansions
+//! done. Both sides are reduced to lists of *simple commands* made of comparable tokens:
+//!
+//! - the ledger is lexed as shell (quotes, escapes, operators, redirections, heredocs); the
+//!   event line is lexed as shell only when it is a shell running a script (`sh -c`, Claude
+//!   Code's snapshot wrapper, Codex's `bash -lc`), otherwise it is one argv split on spaces;
+//! - agent wrappers are peeled (`… -c SCRIPT`, the `eval` of Claude Code's wrapper), and so
+//!   are wrapper programs with their options (`env`, `timeout`, `nohup`, `nice`, `sudo`, …),
+//!   launchers (`npx`, `npm exec`, `bundle exec`, …) and interpreters running a script or
+//!   module (`python3 -m pip` is `pip`, `node …/.bin/jest` is `jest`);
+//! - redirections are not argv and are dropped; home directories are written `~`;
+//! - what the shell expands in the ledger (`$VAR`, `$(…)`, unquoted `*` and `?`) becomes a
+//!   wildcard that matches the expanded words in the event.
+//!
+//! Then, from the most to the least specific: the same commands, the event's process being one
+//! command of the ledger's pipeline or list, or enough word overlap. The result is a score in
+//! 0–1 and a reason an analyst can read.
+//!
+//! This is an interim normalizer: a full shell-word parser is being written to replace the
+//! lexer below; the comparison rules (and their tests) stay.
+
+use std::collections::HashSet;
 
 /// How well an event's command line matches a ledger command.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,21 +31,34 @@ pub struct Match {
     pub reason: String,
 }
 
+impl Match {
+    fn none() -> Match {
+        Match { score: 0.0, reason: String::new() }
+    }
+}
+
 /// Word overlap below this is not evidence at all (two unrelated `git` commands share words).
 const MIN_OVERLAP: f64 = 0.5;
+/// Matches at least this strong mean "this line runs the call" (same command or a member of it).
+pub const STRONG: f64 = 0.9;
 
+/// Wildcards in ledger tokens: what the shell expanded before the EDR saw argv.
+const ANY: char = '\u{1}';
+const ONE: char = '\u{2}';
+
+/// Compares an event's command line (argv joined, or a shell wrapper) with a ledger command.
 pub fn compare(event_line: &str, ledger_command: &str) -> Match {
-    let event = normalize(event_line);
-    let ledger = normalize(ledger_command);
-    if event.commands.is_empty() || ledger.commands.is_empty() {
-        return Match { score: 0.0, reason: String::new() };
+    let event = event_commands(event_line);
+    let ledger = parse_script(ledger_command, 0).commands;
+    if event.is_empty() || ledger.is_empty() {
+        return Match::none();
     }
-    if event.commands == ledger.commands {
+    if event.len() == ledger.len() && event.iter().zip(&ledger).all(|(e, l)| tokens_match(l, e)) {
         return Match { score: 1.0, reason: "same command as the call".into() };
     }
-    if event.commands.len() == 1 && ledger.commands.contains(&event.commands[0]) {
+    if event.len() == 1 && ledger.len() > 1 && ledger.iter().any(|l| tokens_match(l, &event[0])) {
         return Match {
-            score: 0.9,
+            score: STRONG,
             reason: "the event's process is one command of the call's pipeline".into(),
         };
     }
@@ -37,91 +69,793 @@ pub fn compare(event_line: &str, ledger_command: &str) -> Match {
             reason: format!("command words overlap {:.0}% with the call", overlap * 100.0),
         };
     }
-    Match { score: 0.0, reason: String::new() }
+    Match::none()
 }
 
-/// A command reduced to comparable parts: each simple command's words, wrappers removed.
-#[derive(Debug, PartialEq)]
-struct Normalized {
-    commands: Vec<Vec<String>>,
+/// Whether the ledger command leaves a job running after the call returns (`… &`, `nohup`,
+/// `setsid`, `disown`): its processes may raise events after the call finished.
+pub fn starts_background(ledger_command: &str) -> bool {
+    let parsed = parse_script(ledger_command, 0);
+    parsed.background
+        || parsed.raw_heads.iter().any(|h| matches!(h.as_str(), "nohup" | "setsid" | "disown" | "daemonize"))
+}
+
+/// Directories the ledger command changes into (`cd DIR`, `pushd DIR`), each resolved against
+/// the one before (starting from `cwd`) and written with `~` for the home directory.
+pub fn changed_dirs(ledger_command: &str, cwd: &str) -> Vec<String> {
+    let mut current = tilde(cwd);
+    let mut out = Vec::new();
+    for target in parse_script(ledger_command, 0).cd_targets {
+        if target == "-" || target.is_empty() {
+            continue;
+        }
+        let target = tilde(&target);
+        current = if target.starts_with('/') || target.starts_with('~') {
+            normalize_path(&target)
+        } else {
+            normalize_path(&format!("{}/{target}", current.trim_end_matches('/')))
+        };
+        out.push(current.clone());
+    }
+    out
+}
+
+/// `a/./b/../c` is `a/c` (lexically; symlinks are not resolved).
+fn normalize_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|p| *p != "~") {
+                    parts.pop();
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    let joined = parts.join("/");
+    if path.starts_with('/') {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
+
+/// Whether the ledger command runs something as another user (`sudo`, `su`, `doas`, …).
+pub fn switches_user(ledger_command: &str) -> bool {
+    parse_script(ledger_command, 0).raw_heads.iter().any(|h| USER_SWITCHERS.contains(&h.as_str()))
+}
+
+/// Programs that run a command as another user.
+pub const USER_SWITCHERS: &[&str] = &["sudo", "su", "doas", "runuser", "pkexec", "setpriv"];
+
+/// Whether a command line is a shell process (interactive, login, or running a script).
+pub fn is_shell(line: &str) -> bool {
+    line.split_whitespace().next().is_some_and(|w| SHELLS.contains(&basename(w.trim_start_matches('-'))))
+}
+
+/// Whether a command line is a shell running a script given on its command line (`sh -c …`,
+/// Claude Code's and Codex's wrappers): such a shell was started by whoever ran the script.
+pub fn is_shell_wrapper(line: &str) -> bool {
+    wrapper_script(line).is_some()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event side.
+
+/// The event line's simple commands: the wrapped script's, or the argv as one command.
+fn event_commands(line: &str) -> Vec<Vec<Tok>> {
+    if let Some(script) = wrapper_script(line) {
+        return parse_script(&script, 0).commands;
+    }
+    let words: Vec<String> = line
+        .split_whitespace()
+        .map(|w| w.chars().filter(|c| *c != '\'' && *c != '"').collect::<String>())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let command = simplify(words.iter().map(|w| tok(w)).collect());
+    if command.is_empty() {
+        Vec::new()
+    } else {
+        vec![command]
+    }
+}
+
+/// The script of `[wrappers…] SHELL [-opts…] -c… SCRIPT`, from an argv-joined line (quotes
+/// lost: the rest of the line is the script) or a quoted one (the next shell word is).
+fn wrapper_script(line: &str) -> Option<String> {
+    let mut rest = line.trim_start();
+    let mut seen_shell = false;
+    let mut seen_c = false;
+    loop {
+        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let word = &rest[..word_end];
+        if word.is_empty() {
+            return None;
+        }
+        if !seen_shell {
+            let name = basename(word);
+            if SHELLS.contains(&name) {
+                seen_shell = true;
+            } else if !(WRAPPERS.contains(&name) || is_assignment(word) || word.starts_with('-')) {
+                return None;
+            }
+        } else if word.starts_with('-') && !word.starts_with("--") {
+            seen_c |= word.contains('c');
+        } else if word.starts_with("--") {
+            // `--login`, `--noprofile`: options without arguments.
+        } else {
+            break;
+        }
+        rest = rest[word_end..].trim_start();
+    }
+    if !seen_c || rest.is_empty() {
+        return None;
+    }
+    if rest.starts_with('\'') || rest.starts_with('"') {
+        if let Some(first) = lex(rest).into_iter().find_map(|p| match p {
+            Piece::Word(w) => Some(w),
+            _ => None,
+        }) {
+            return Some(first.raw_unquoted);
+        }
+    }
+    Some(rest.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ledger side: a small shell lexer.
+
+/// A lexed shell word: `text` with quotes removed and active expansions turned into
+/// wildcards; `raw_unquoted` is the same without the wildcard substitution (for re-parsing
+/// the script of `sh -c` and `eval`).
+#[derive(Debug, Clone)]
+struct LexWord {
+    text: String,
+    raw_unquoted: String,
+}
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Word(LexWord),
+    /// `|`, `||`, `&&`, `;`, newline, `(`, `)`.
+    Sep,
+    /// `&` ending a command: the job runs in the background.
+    Background,
+    /// A redirection operator; the next word is its target, not an argument.
+    Redirect,
+    /// `<<`/`<<-`: the next word is the delimiter of a heredoc body.
+    Heredoc {
+        strip_tabs: bool,
+    },
+}
+
+fn lex(s: &str) -> Vec<Piece> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut raw = String::new();
+    let mut in_word = false;
+    let mut pending_heredoc: Vec<(String, bool)> = Vec::new();
+    let mut expect_delimiter: Option<bool> = None;
+    let mut i = 0;
+    let flush = |out: &mut Vec<Piece>, text: &mut String, raw: &mut String, in_word: &mut bool| {
+        if *in_word {
+            out.push(Piece::Word(LexWord { text: std::mem::take(text), raw_unquoted: std::mem::take(raw) }));
+            *in_word = false;
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            ' ' | '\t' => {
+                flush(&mut out, &mut text, &mut raw, &mut in_word);
+                i += 1;
+            }
+            '\n' => {
+                flush(&mut out, &mut text, &mut raw, &mut in_word);
+                if let (Some(strip), Some(Piece::Word(w))) = (expect_delimiter, out.last()) {
+                    pending_heredoc.push((w.raw_unquoted.clone(), strip));
+                    expect_delimiter = None;
+                }
+                out.push(Piece::Sep);
+                i += 1;
+                // Heredoc bodies start after the newline: skip them, they are data.
+                for (delim, strip) in pending_heredoc.drain(..) {
+                    while i < chars.len() {
+                        let end = chars[i..].iter().position(|c| *c == '\n').map_or(chars.len(), |p| i + p);
+                        let line: String = chars[i..end].iter().collect();
+                        i = (end + 1).min(chars.len());
+                        let line = if strip { line.trim_start_matches('\t') } else { line.as_str() };
+                        if line == delim {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\'' => {
+                in_word = true;
+                i += 1;
+                while i < chars.len() && chars[i] != '\'' {
+                    text.push(chars[i]);
+                    raw.push(chars[i]);
+                    i += 1;
+                }
+                i += 1;
+            }
+            '"' => {
+                in_word = true;
+                i += 1;
+                while i < chars.len() && chars[i] != '"' {
+                    if chars[i] == '\\' && i + 1 < chars.len() && "\"\\$`\n".contains(chars[i + 1]) {
+                        text.push(chars[i + 1]);
+                        raw.push(chars[i + 1]);
+                        i += 2;
+                    } else if chars[i] == '$' || chars[i] == '`' {
+                        i = expansion(&chars, i, &mut text, &mut raw);
+                    } else {
+                        text.push(chars[i]);
+                        raw.push(chars[i]);
+                        i += 1;
+                    }
+                }
+                i += 1;
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(next) = chars.get(i + 1) {
+                    if *next != '\n' {
+                        text.push(*next);
+                        raw.push(*next);
+                    }
+                }
+                i += 2;
+            }
+            '$' | '`' => {
+                in_word = true;
+                i = expansion(&chars, i, &mut text, &mut raw);
+            }
+            '*' => {
+                in_word = true;
+                text.push(ANY);
+                raw.push('*');
+                i += 1;
+            }
+            '?' => {
+                in_word = true;
+                text.push(ONE);
+                raw.push('?');
+                i += 1;
+            }
+            '#' if !in_word => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '|' | ';' | '(' | ')' => {
+                flush(&mut out, &mut text, &mut raw, &mut in_word);
+                out.push(Piece::Sep);
+                i += 1;
+                while i < chars.len() && (chars[i] == '|' || chars[i] == ';' || chars[i] == '&') {
+                    i += 1;
+                }
+            }
+            '&' => {
+                flush(&mut out, &mut text, &mut raw, &mut in_word);
+                match chars.get(i + 1) {
+                    Some('&') => {
+                        out.push(Piece::Sep);
+                        i += 2;
+                    }
+                    Some('>') => {
+                        out.push(Piece::Redirect);
+                        i += 2;
+                        if chars.get(i) == Some(&'>') {
+                            i += 1;
+                        }
+                    }
+                    _ => {
+                        out.push(Piece::Background);
+                        i += 1;
+                    }
+                }
+            }
+            '<' | '>' => {
+                // A word of digits right before is the fd (`2>`), not an argument.
+                if in_word && !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+                    text.clear();
+                    raw.clear();
+                    in_word = false;
+                }
+                flush(&mut out, &mut text, &mut raw, &mut in_word);
+                if c == '<' && chars.get(i + 1) == Some(&'<') {
+                    if chars.get(i + 2) == Some(&'<') {
+                        out.push(Piece::Redirect);
+                        i += 3;
+                    } else {
+                        let strip = chars.get(i + 2) == Some(&'-');
+                        out.push(Piece::Heredoc { strip_tabs: strip });
+                        i += if strip { 3 } else { 2 };
+                    }
+                } else {
+                    out.push(Piece::Redirect);
+                    i += 1;
+                    while i < chars.len() && matches!(chars[i], '>' | '|' | '&' | '<') {
+                        i += 1;
+                    }
+                }
+            }
+            _ => {
+                in_word = true;
+                text.push(c);
+                raw.push(c);
+                i += 1;
+            }
+        }
+        // Register a heredoc's delimiter as soon as its word is complete.
+        if let Some(strip) = expect_delimiter {
+            if let Some(Piece::Word(w)) = out.last() {
+                pending_heredoc.push((w.raw_unquoted.clone(), strip));
+                expect_delimiter = None;
+            }
+        }
+        if let Some(Piece::Heredoc { strip_tabs }) = out.last() {
+            expect_delimiter = Some(*strip_tabs);
+        }
+    }
+    flush(&mut out, &mut text, &mut raw, &mut in_word);
+    out
+}
+
+/// Consumes `$NAME`, `${…}`, `$(…)`, `` `…` `` or a lone `$` at `i`; pushes a wildcard to
+/// `text` and the source to `raw`. Returns the index after it.
+fn expansion(chars: &[char], mut i: usize, text: &mut String, raw: &mut String) -> usize {
+    let start = i;
+    if chars[i] == '`' {
+        i += 1;
+        while i < chars.len() && chars[i] != '`' {
+            i += 1;
+        }
+        i = (i + 1).min(chars.len());
+    } else {
+        i += 1;
+        match chars.get(i) {
+            Some('(') | Some('{') => {
+                let (open, close) = if chars[i] == '(' { ('(', ')') } else { ('{', '}') };
+                let mut depth = 0;
+                while i < chars.len() {
+                    if chars[i] == open {
+                        depth += 1;
+                    } else if chars[i] == close {
+                        depth -= 1;
+                        if depth == 0 {
+                            i += 1;
+                            break;
+                        }
+                    }
+                    i += 1;
+                }
+            }
+            Some(c) if c.is_ascii_alphanumeric() || *c == '_' => {
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                    i += 1;
+                }
+            }
+            Some(c) if "@*#?$!-".contains(*c) => i += 1,
+            _ => {
+                text.push('$');
+                raw.push('$');
+                return i;
+            }
+        }
+    }
+    let source: String = chars[start..i.min(chars.len())].iter().collect();
+    if source == "$HOME" || source == "${HOME}" {
+        text.push('~');
+    } else {
+        text.push(ANY);
+    }
+    raw.push_str(&source);
+    i
+}
+
+/// A parsed script: its simple commands (simplified), the raw first word of each (before
+/// wrapper peeling), whether a job was put in the background, and `cd` targets.
+#[derive(Debug, Default)]
+struct Script {
+    commands: Vec<Vec<Tok>>,
+    raw_heads: Vec<String>,
+    background: bool,
+    cd_targets: Vec<String>,
+}
+
+/// Deepest nesting of `sh -c` / `eval` unwrapped.
+const MAX_DEPTH: usize = 4;
+
+fn parse_script(script: &str, depth: usize) -> Script {
+    let mut out = Script::default();
+    let mut current: Vec<LexWord> = Vec::new();
+    let mut skip_next = false;
+    let mut simple: Vec<Vec<LexWord>> = Vec::new();
+    for piece in lex(script) {
+        match piece {
+            Piece::Word(w) => {
+                if skip_next {
+                    skip_next = false;
+                } else {
+                    current.push(w);
+                }
+            }
+            Piece::Redirect | Piece::Heredoc { .. } => skip_next = true,
+            Piece::Sep => simple.push(std::mem::take(&mut current)),
+            Piece::Background => {
+                out.background = true;
+                simple.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    simple.push(current);
+    let simple: Vec<Vec<LexWord>> = simple.into_iter().filter(|c| !c.is_empty()).collect();
+    // Claude Code's wrapper: `source …/shell-snapshots/snapshot-….sh && eval '<cmd>' … && pwd -P
+    // >| …-cwd`. Only the eval'd command is the call's; the rest is the wrapper's.
+    let claude_wrapper = simple.first().is_some_and(|c| {
+        c.len() == 2 && matches!(c[0].text.as_str(), "source" | ".") && c[1].text.contains("shell-snapshots/")
+    }) && simple.iter().any(|c| c.first().is_some_and(|w| w.text == "eval"));
+    for words in simple {
+        let head = words.first().map(|w| basename(&w.text).to_string()).unwrap_or_default();
+        if claude_wrapper && head != "eval" {
+            continue;
+        }
+        if depth < MAX_DEPTH {
+            if head == "eval" {
+                let inner: Vec<&str> = words[1..].iter().map(|w| w.raw_unquoted.as_str()).collect();
+                out.absorb(parse_script(&inner.join(" "), depth + 1));
+                continue;
+            }
+            if let Some(inner) = shell_c_script(&words) {
+                out.absorb(parse_script(&inner, depth + 1));
+                continue;
+            }
+        }
+        if matches!(head.as_str(), "cd" | "pushd") {
+            if let Some(dir) = words.get(1) {
+                out.cd_targets.push(dir.raw_unquoted.clone());
+            }
+        }
+        out.raw_heads.push(head);
+        let command = simplify(words.iter().flat_map(|w| split_tokens(&w.text)).collect());
+        if !command.is_empty() {
+            out.commands.push(command);
+        }
+    }
+    out
+}
+
+impl Script {
+    fn absorb(&mut self, inner: Script) {
+        self.commands.extend(inner.commands);
+        self.raw_heads.extend(inner.raw_heads);
+        self.background |= inner.background;
+        self.cd_targets.extend(inner.cd_targets);
+    }
+}
+
+/// The script of a lexed `[wrappers…] SHELL [-opts] -c SCRIPT …` simple command.
+fn shell_c_script(words: &[LexWord]) -> Option<String> {
+    let mut i = 0;
+    while i < words.len() && !SHELLS.contains(&basename(&words[i].text)) {
+        let w = &words[i].text;
+        if !(WRAPPERS.contains(&basename(w)) || is_assignment(w) || w.starts_with('-')) {
+            return None;
+        }
+        i += 1;
+    }
+    i += 1;
+    let mut seen_c = false;
+    while i < words.len() && words[i].text.starts_with('-') {
+        seen_c |= !words[i].text.starts_with("--") && words[i].text.contains('c');
+        i += 1;
+    }
+    (seen_c && i < words.len()).then(|| words[i].raw_unquoted.clone())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens and simplification (both sides).
+
+/// One comparable token; `pattern` when it holds wildcards.
+#[derive(Debug, Clone, PartialEq)]
+struct Tok {
+    text: String,
+    pattern: bool,
+}
+
+fn tok(s: &str) -> Tok {
+    let text = home_to_tilde(s);
+    let pattern = text.contains(ANY) || text.contains(ONE);
+    Tok { text, pattern }
+}
+
+/// A quoted word holding spaces is several argv-joined words on the event side.
+fn split_tokens(word: &str) -> Vec<Tok> {
+    word.split_whitespace()
+        .map(|w| w.chars().filter(|c| *c != '\'' && *c != '"').collect::<String>())
+        .filter(|w| !w.is_empty())
+        .map(|w| tok(&w))
+        .collect()
+}
+
+/// A path with the home directory written `~` (what [`compare`] does to every word).
+pub fn tilde(path: &str) -> String {
+    home_to_tilde(path)
+}
+
+/// `/home/<user>/x`, `/Users/<user>/x` and `/root/x` are written `~/x` (the shell expanded `~`).
+fn home_to_tilde(s: &str) -> String {
+    for prefix in ["/home/", "/Users/"] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            let after_user = rest.find('/').map_or("", |p| &rest[p..]);
+            if !rest.is_empty() {
+                return format!("~{after_user}");
+            }
+        }
+    }
+    if s == "/root" || s.starts_with("/root/") {
+        return format!("~{}", &s[5..]);
+    }
+    s.to_string()
 }
 
 /// Wrapper programs whose arguments are the real command.
-const WRAPPERS: &[&str] = &["env", "nohup", "timeout", "nice", "stdbuf", "time", "exec", "command", "sudo"];
-const SHELLS: &[&str] = &["sh", "bash", "zsh", "dash", "ksh"];
+const WRAPPERS: &[&str] = &[
+    "env",
+    "nohup",
+    "timeout",
+    "nice",
+    "ionice",
+    "stdbuf",
+    "time",
+    "exec",
+    "command",
+    "builtin",
+    "sudo",
+    "doas",
+    "setsid",
+    "unbuffer",
+    "caffeinate",
+];
+const SHELLS: &[&str] = &["sh", "bash", "zsh", "dash", "ksh", "fish"];
+/// Reserved words that can start a simple command in a compound one (`do x`, `then y`).
+const RESERVED: &[&str] =
+    &["!", "{", "}", "then", "do", "else", "elif", "if", "while", "until", "done", "fi", "esac"];
 
-fn normalize(line: &str) -> Normalized {
-    let inner = inner_script(line);
-    let commands = inner.split(['|', ';', '&', '\n']).map(simple_command).filter(|c| !c.is_empty()).collect();
-    Normalized { commands }
-}
-
-/// The script a shell wrapper runs: `… sh -c SCRIPT`, or the `eval 'CMD'` of Claude Code's
-/// snapshot wrapper. Works whether or not the quoting survived.
-fn inner_script(line: &str) -> String {
-    let mut text = line.trim().to_string();
-    for _ in 0..4 {
-        if let Some(start) = text.find("eval '") {
-            let rest = &text[start + 6..];
-            let end = rest.rfind("' ").or_else(|| rest.rfind('\'')).unwrap_or(rest.len());
-            text = rest[..end].replace("'\\''", "'");
-            continue;
+/// Peels what is not the command itself from the front of a simple command, repeatedly.
+fn simplify(mut t: Vec<Tok>) -> Vec<Tok> {
+    for _ in 0..8 {
+        let before = t.len();
+        let head = t.first().map(|w| w.text.clone()).unwrap_or_default();
+        let name = basename(&head).to_string();
+        if RESERVED.contains(&head.as_str()) || is_assignment(&head) {
+            t.remove(0);
+        } else if WRAPPERS.contains(&name.as_str()) {
+            let skip = wrapper_len(&name, &t);
+            if skip < t.len() {
+                t.drain(..skip);
+            }
+        } else if let Some(skip) = launcher_len(&t) {
+            if skip < t.len() {
+                t.drain(..skip);
+            }
+        } else if let Some(skip) = interpreter_len(&name, &t) {
+            t.drain(..skip);
         }
-        let words: Vec<&str> = text.split_whitespace().collect();
-        let shell_at = words.iter().position(|w| SHELLS.contains(&basename(w)));
-        let Some(i) = shell_at.filter(|i| words[..*i].iter().all(|w| is_wrapper_word(w))) else { break };
-        let Some(flag) = words.get(i + 1).filter(|f| f.starts_with('-') && f.ends_with('c')) else { break };
-        let at = text.find(flag).map(|p| p + flag.len()).unwrap_or(text.len());
-        text = strip_quotes(text[at..].trim()).to_string();
+        if t.len() == before {
+            break;
+        }
     }
-    text
-}
-
-fn is_wrapper_word(w: &str) -> bool {
-    WRAPPERS.contains(&basename(w)) || w.contains('=') || w.starts_with('-') || w.parse::<f64>().is_ok()
-}
-
-fn strip_quotes(s: &str) -> &str {
-    let quoted = s.len() >= 2
-        && ((s.starts_with('\'') && s.ends_with('\'')) || (s.starts_with('"') && s.ends_with('"')));
-    if quoted {
-        &s[1..s.len() - 1]
-    } else {
-        s
+    if let Some(first) = t.first_mut() {
+        first.text = program_name(&first.text).to_string();
     }
+    t
 }
 
-fn simple_command(segment: &str) -> Vec<String> {
-    let words: Vec<String> = segment
-        .split_whitespace()
-        .map(|w| w.trim_matches(|c| c == '\'' || c == '"').to_string())
-        .filter(|w| !w.is_empty())
-        .collect();
-    let start = words
+/// A program as the user names it: the basename, without a script extension (`brew` runs
+/// `…/brew.sh`, `gcloud` runs `…/gcloud.py`).
+fn program_name(w: &str) -> &str {
+    let name = basename(w);
+    [".sh", ".bash", ".py", ".rb", ".pl", ".js", ".cjs", ".mjs"]
         .iter()
-        .position(|w| !(WRAPPERS.contains(&basename(w)) || w.contains('=') && !w.starts_with('-')))
-        .unwrap_or(words.len());
-    let mut out: Vec<String> = words[start..].to_vec();
-    if let Some(first) = out.first_mut() {
-        *first = basename(first).to_string();
+        .find_map(|ext| name.strip_suffix(ext).filter(|stem| !stem.is_empty()))
+        .unwrap_or(name)
+}
+
+/// How many leading tokens a wrapper program and its options take.
+fn wrapper_len(name: &str, t: &[Tok]) -> usize {
+    let with_arg: &[&str] = match name {
+        "nice" => &["-n"],
+        "timeout" => &["-s", "-k", "--signal", "--kill-after"],
+        "sudo" => &["-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U"],
+        "doas" => &["-u", "-C"],
+        "env" => &["-u", "-C", "-S", "--unset", "--chdir"],
+        "ionice" => &["-c", "-n", "-p"],
+        "stdbuf" => &["-i", "-o", "-e"],
+        "exec" => &["-a"],
+        _ => &[],
+    };
+    let mut i = 1;
+    while i < t.len() {
+        let w = t[i].text.as_str();
+        if w == "--" {
+            i += 1;
+            break;
+        }
+        // A cluster of short flags (`-iu postgres`) takes an argument if its last flag does.
+        let cluster_with_arg = w.len() > 2
+            && w.starts_with('-')
+            && !w.starts_with("--")
+            && w.chars().last().is_some_and(|c| with_arg.contains(&format!("-{c}").as_str()));
+        if with_arg.contains(&w) || cluster_with_arg {
+            i += 2;
+        } else if w.starts_with('-') || (name == "env" && is_assignment(w)) {
+            i += 1;
+        } else {
+            break;
+        }
     }
-    out
+    if name == "timeout" && t.get(i).is_some_and(|w| is_duration(&w.text)) {
+        i += 1;
+    }
+    i
+}
+
+/// `npx X`, `npm exec [--] X`, `bundle exec X`, …: how many tokens precede X.
+fn launcher_len(t: &[Tok]) -> Option<usize> {
+    let a = basename(&t.first()?.text);
+    let b = t.get(1).map(|w| w.text.as_str()).unwrap_or("");
+    let mut i = match (a, b) {
+        ("npx" | "bunx" | "pnpx", _) => 1,
+        ("npm", "exec" | "x") | ("pnpm", "exec" | "dlx") | ("yarn", "dlx" | "exec") | ("bun", "x") => 2,
+        ("bundle", "exec") | ("poetry", "run") | ("uv", "run") | ("pipx", "run") | ("pdm", "run") => 2,
+        _ => return None,
+    };
+    while i < t.len() && t[i].text.starts_with('-') {
+        i += 1;
+    }
+    Some(i)
+}
+
+/// `python3 [-u] script.py` / `python3 -m mod` / `node [--opts] script.js` / `bash script.sh`:
+/// how many tokens precede the script or module. None for inline code (`-c`, `-e`).
+fn interpreter_len(name: &str, t: &[Tok]) -> Option<usize> {
+    let interpreter = name.starts_with("python") && name[6..].chars().all(|c| c.is_ascii_digit() || c == '.')
+        || matches!(name, "node" | "nodejs" | "ruby" | "perl" | "php" | "bun" | "deno")
+        || SHELLS.contains(&name);
+    if !interpreter {
+        return None;
+    }
+    let mut i = 1;
+    while i < t.len() {
+        let w = t[i].text.as_str();
+        if w == "-m" && name.starts_with("python") {
+            return (i + 1 < t.len()).then_some(i + 1);
+        }
+        // Inline code or an interactive interpreter: there is no script to name the command.
+        let inline = if SHELLS.contains(&name) {
+            w.starts_with('-') && !w.starts_with("--") && w.contains(['c', 's', 'i'])
+        } else if name.starts_with("python") {
+            matches!(w, "-c" | "-i")
+        } else if matches!(name, "node" | "nodejs" | "bun" | "deno") {
+            matches!(w, "-e" | "-p" | "-i" | "--eval" | "--print" | "--interactive")
+        } else {
+            w == "-e"
+        };
+        if inline {
+            return None;
+        }
+        if !w.starts_with('-') {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+fn is_assignment(w: &str) -> bool {
+    w.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+    })
+}
+
+fn is_duration(w: &str) -> bool {
+    let digits = w.trim_end_matches(['s', 'm', 'h', 'd']);
+    !digits.is_empty() && digits.parse::<f64>().is_ok()
 }
 
 fn basename(w: &str) -> &str {
     w.rsplit('/').next().unwrap_or(w)
 }
 
-/// Jaccard overlap of all words.
-fn similarity(a: &Normalized, b: &Normalized) -> f64 {
-    use std::collections::HashSet;
-    let set = |n: &Normalized| -> HashSet<String> { n.commands.iter().flatten().cloned().collect() };
-    let (x, y) = (set(a), set(b));
-    let union = x.union(&y).count();
+// ---------------------------------------------------------------------------------------------
+// Matching.
+
+/// Whether the event's tokens are what the ledger's tokens expand to. A wildcard token may
+/// stand for several event tokens (a glob or an unquoted variable expands to several words).
+fn tokens_match(ledger: &[Tok], event: &[Tok]) -> bool {
+    if !ledger.iter().any(|t| t.pattern) {
+        return ledger.len() == event.len() && ledger.iter().zip(event).all(|(l, e)| l.text == e.text);
+    }
+    let (n, m) = (ledger.len(), event.len());
+    // reach[i][j]: ledger[..i] matches event[..j].
+    let mut reach = vec![vec![false; m + 1]; n + 1];
+    reach[0][0] = true;
+    for i in 0..n {
+        for j in 0..=m {
+            if !reach[i][j] {
+                continue;
+            }
+            let l = &ledger[i];
+            if !l.pattern {
+                if j < m && l.text == event[j].text {
+                    reach[i + 1][j + 1] = true;
+                }
+                continue;
+            }
+            let mut k = j;
+            while k < m && glob(&l.text, &event[k].text) {
+                k += 1;
+                reach[i + 1][k] = true;
+            }
+        }
+    }
+    reach[n][m]
+}
+
+/// Glob match with [`ANY`] (any run of characters) and [`ONE`] (one character).
+fn glob(pattern: &str, s: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let s: Vec<char> = s.chars().collect();
+    let (mut pi, mut si) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == s[si] || p[pi] == ONE) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == ANY {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == ANY {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Jaccard overlap of all tokens; a ledger wildcard counts as present when it matches an event
+/// token.
+fn similarity(event: &[Vec<Tok>], ledger: &[Vec<Tok>]) -> f64 {
+    let e: HashSet<&str> = event.iter().flatten().map(|t| t.text.as_str()).collect();
+    let l_texts: HashSet<&str> = ledger.iter().flatten().map(|t| t.text.as_str()).collect();
+    let found = l_texts
+        .iter()
+        .filter(|lt| {
+            e.contains(*lt) || (lt.contains(ANY) || lt.contains(ONE)) && e.iter().any(|et| glob(lt, et))
+        })
+        .count();
+    let union = e.len() + l_texts.len() - found;
     if union == 0 {
         return 0.0;
     }
-    x.intersection(&y).count() as f64 / union as f64
+    found as f64 / union as f64
 }
 
 #[cfg(test)]
@@ -147,5 +881,87 @@ mod tests {
     fn unrelated_commands_do_not_match() {
         assert_eq!(compare("ls -la /tmp", "curl -fsSL https://x.example/i.sh | sh").score, 0.0);
         assert_eq!(compare("git status", "git push origin main --force").score, 0.0);
+    }
+
+    const SNAP: &str = "/Users/m/.claude/shell-snapshots/snapshot-zsh-1747-abc.sh";
+
+    #[test]
+    fn claude_wrappers_match_in_the_argv_joined_and_the_quoted_form() {
+        let cmd = "grep -rn 'TODO' src | head -20";
+        let script = format!(
+            "source {SNAP} && eval 'grep -rn '\\''TODO'\\'' src | head -20' \\< /dev/null && pwd -P >| /tmp/claude-1a2b-cwd"
+        );
+        let joined = format!("/bin/zsh -c -l {script}");
+        let quoted = format!("/bin/zsh -c -l '{}'", script.replace('\'', "'\\''"));
+        assert_eq!(compare(&joined, cmd).score, 1.0, "{joined}");
+        assert_eq!(compare(&quoted, cmd).score, 1.0, "{quoted}");
+        // The child process (quotes lost) is one command of the pipeline.
+        assert_eq!(compare("grep -rn TODO src", cmd).score, STRONG);
+    }
+
+    #[test]
+    fn wrapper_programs_launchers_and_interpreters_are_peeled() {
+        for (event, ledger) in [
+            ("make -j4 build", "nice -n 10 make -j4 build"),
+            ("npm run e2e", "timeout 60 npm run e2e"),
+            ("node scripts/migrate.js", "env NODE_ENV=production node scripts/migrate.js"),
+            (
+                "npm exec tsc -p tsconfig.json",
+                "NODE_OPTIONS=--max-old-space-size=4096 npx tsc -p tsconfig.json",
+            ),
+            ("python -m pip install requests", "pip install requests"),
+            ("/home/u/.venv/bin/python3 /home/u/.venv/bin/pip install requests", "pip install requests"),
+            ("/usr/bin/ruby bin/rails db:migrate", "bundle exec rails db:migrate"),
+            ("/bin/bash ./scripts/deploy.sh staging", "./scripts/deploy.sh staging"),
+            ("sh get-docker.sh", "sudo -E sh get-docker.sh"),
+            ("/bin/bash -p /opt/homebrew/Library/Homebrew/brew.sh install jq", "brew install jq"),
+            ("node /usr/local/bin/npm ci", "npm ci"),
+        ] {
+            assert_eq!(compare(event, ledger).score, 1.0, "{event:?} vs {ledger:?}");
+        }
+    }
+
+    #[test]
+    fn shell_expansions_in_the_ledger_match_what_the_event_saw() {
+        for (event, ledger) in [
+            ("rm -rf /home/kai/.cache/pip", "rm -rf ~/.cache/pip"),
+            (
+                "rm -rf /var/lib/docker/overlay2/0a1b /var/lib/docker/overlay2/l",
+                "rm -rf /var/lib/docker/overlay2/*",
+            ),
+            ("docker run --rm -v /home/s/p:/src alpine", "docker run --rm -v $PWD:/src alpine"),
+            (
+                "curl -H Authorization: token ghs_x https://api.github.com",
+                "curl -H \"Authorization: token $T\" https://api.github.com",
+            ),
+            ("pg_dump -Fc orders", "pg_dump -Fc orders > /tmp/orders.dump 2>&1"),
+            ("jq -r .dependencies | keys[] package.json", "jq -r '.dependencies | keys[]' package.json"),
+        ] {
+            assert_eq!(compare(event, ledger).score, 1.0, "{event:?} vs {ledger:?}");
+        }
+        // A quoted glob is literal; the event shows it unexpanded.
+        assert_eq!(compare("find ~ -name *.pem", "find ~ -name '*.pem' | xargs ls").score, STRONG);
+    }
+
+    #[test]
+    fn heredoc_bodies_are_data_and_background_jobs_are_seen() {
+        let cmd = "cat > /tmp/s.sh <<'EOF'\nrm -rf /\nEOF\nchmod +x /tmp/s.sh && /tmp/s.sh";
+        assert_eq!(compare("rm -rf /", cmd).score, 0.0);
+        assert_eq!(compare("/bin/sh /tmp/s.sh", cmd).score, STRONG);
+        assert!(starts_background("nohup node worker.js > /tmp/w.log 2>&1 &"));
+        assert!(starts_background("npm run dev &"));
+        assert!(!starts_background("npm test 2>&1 | tail -5 && echo done"));
+        assert_eq!(changed_dirs("cd /tmp && git clone x && cd x", "/w/p"), ["/tmp", "/tmp/x"]);
+        assert_eq!(changed_dirs("cd ../api && npm test", "/home/r/src/p"), ["~/src/api"]);
+        assert!(switches_user("sudo -iu postgres psql") && !switches_user("psql -U postgres"));
+        assert_eq!(compare("psql -c select", "sudo -iu postgres psql -c select").score, 1.0);
+    }
+
+    #[test]
+    fn shells_and_wrappers_are_recognised() {
+        assert!(is_shell("-zsh") && is_shell("/bin/bash -e /tmp/x.sh") && !is_shell("node x.js"));
+        assert!(is_shell_wrapper("/bin/sh -c pg_dump orders"));
+        assert!(is_shell_wrapper(&format!("/bin/zsh -c -l source {SNAP} && eval 'ls' \\< /dev/null")));
+        assert!(!is_shell_wrapper("-bash") && !is_shell_wrapper("bash ./x.sh"));
     }
 }

@@ -8,16 +8,24 @@
 //!   itself (parent, ancestors), in `/proc` (when the process or its parent is still alive on
 //!   this host), or by the [`tracker`] (descendants of agent processes seen while they ran, so
 //!   a killed child still attributes). A chain that provably reaches init without passing the
-//!   agent counts *against* the session;
-//! - **command**: the event's command line against the call's command, both unwrapped from
-//!   agent shell wrappers ([`command`]);
-//! - **target**: the file or URL the event names against the call's file paths or URL;
-//! - **time**, **cwd**: small tie-breakers.
+//!   agent (in `/proc`, or in the event's own ancestors) counts *against* the session;
+//! - **command**: the call's command against the command lines of the event's process, its
+//!   parent and its ancestors, all unwrapped from agent shell wrappers ([`command`]);
+//! - **parent**: the process that ran the call's command must have been started by the agent
+//!   (or by the call's own shell). When the event shows it was started by something else (a
+//!   login shell, cron, an IDE, a shell running another script), that counts against the call;
+//! - **finished**: a call whose outcome says it finished cannot start processes afterwards,
+//!   unless it left a background job;
+//! - **target**: the file or URL the event names against the call's file paths or URL, when the
+//!   process acting on it is the agent (or unknown);
+//! - **time**, **cwd**, **user**: the event's distance from the call, whether its working
+//!   directory is the session's, whether it runs as the session's user.
 //!
 //! The best candidate above [`Thresholds::match_score`] wins unless another *different* one is
 //! within [`Thresholds::ambiguity_margin`] (then the event is `ambiguous`). This module is pure
 //! apart from `/proc` reads: it gets sessions and ledgers as arguments and knows nothing of
-//! HTTP, storage or keys.
+//! HTTP, storage or keys. The weights below are what the accuracy harness
+//! (`tests/correlation_accuracy.rs`, documented in `docs/correlation.md`) was measured with.
 
 pub mod command;
 pub mod tracker;
@@ -41,6 +49,9 @@ pub struct Thresholds {
     pub window_after: Duration,
     /// Clock skew allowed between the agent host and the security tool.
     pub window_before: Duration,
+    /// How long after a call's recorded end an event may still be its own (clock skew and the
+    /// EDR's own latency between the process starting and the event's timestamp).
+    pub finished_grace: Duration,
 }
 
 impl Default for Thresholds {
@@ -50,19 +61,34 @@ impl Default for Thresholds {
             ambiguity_margin: 0.08,
             window_after: Duration::minutes(10),
             window_before: Duration::seconds(10),
+            finished_grace: Duration::seconds(15),
         }
     }
 }
 
-// Evidence weights. An exact command match within the window is enough on its own (EDRs
-// without OS pids depend on it); weaker command overlap needs ancestry or a target as well.
+// Evidence weights. An exact command match near the call is enough on its own (EDRs without
+// OS pids depend on it); weaker command overlap needs ancestry or a target as well. Evidence
+// that the process came from elsewhere (wrong parent, finished call, another user, a complete
+// chain without the agent) is strong enough to cancel a command match.
 const W_ANCESTRY: f64 = 0.55;
 const W_NOT_DESCENDANT: f64 = -0.6;
 const W_COMMAND: f64 = 0.5;
-const W_TARGET: f64 = 0.4;
-const W_TIME: f64 = 0.05;
-const W_CWD: f64 = 0.05;
+const W_WRONG_PARENT: f64 = -0.4;
+const W_FINISHED: f64 = -0.4;
+const W_TARGET: f64 = 0.45;
+/// Closeness in time: `W_TIME * exp(-dt / TIME_SCALE_SECS)`; processes of a call start within
+/// seconds of it.
+const W_TIME: f64 = 0.1;
+const TIME_SCALE_SECS: f64 = 10.0;
+/// The same for events stamped before the call (clock skew, the hook's own latency).
+const EARLY_SCALE_SECS: f64 = 2.0;
+const W_CWD: f64 = 0.1;
+const W_OTHER_USER: f64 = -0.3;
 const W_FAILED: f64 = 0.03;
+
+/// Programs that start a container's processes: a chain through them says nothing about who
+/// asked for the container (`docker run`, `kubectl exec` from an agent).
+const CONTAINER_RUNTIMES: &[&str] = &["containerd-shim", "containerd-shim-runc-v2", "runc", "crun", "conmon"];
 
 /// A session with its ledger, as the correlator needs it.
 pub struct Candidate<'a> {
@@ -83,9 +109,45 @@ pub struct Correlator {
 struct Lineage {
     /// Pids that are the event's process or its ancestors, with where each was learned.
     pids: Vec<(u32, &'static str)>,
-    /// True when a chain was followed all the way to init on this host, so a session whose
-    /// agent is not in `pids` is provably not an ancestor.
-    complete: bool,
+    /// Where a chain was followed all the way to init (the event's ancestors, `/proc`), so a
+    /// session whose agent is not in `pids` is provably not an ancestor.
+    complete: Option<&'static str>,
+}
+
+/// One process of the event's chain: the process itself, its parent, then its ancestors.
+#[derive(Debug, Clone, Copy)]
+struct Level<'a> {
+    pid: Option<u32>,
+    line: Option<&'a str>,
+    name: &'static str,
+}
+
+/// The event's process chain, nearest first, with duplicate entries of one pid merged (some
+/// EDRs repeat the parent as the first ancestor).
+fn levels(event: &SecurityEvent) -> Vec<Level<'_>> {
+    let Some(process) = &event.body.process else { return Vec::new() };
+    let mut out = vec![Level { pid: process.pid, line: process.cmd_line.as_deref(), name: "process" }];
+    let refs =
+        process.parent.iter().map(|p| (p, "parent")).chain(process.ancestors.iter().map(|a| (a, "ancestor")));
+    for (r, name) in refs {
+        let level = Level { pid: r.pid, line: r.cmd_line.as_deref(), name };
+        if let Some(last) = out.last_mut().filter(|l| l.pid.is_some() && l.pid == level.pid) {
+            last.line = last.line.or(level.line);
+            continue;
+        }
+        out.push(level);
+    }
+    out
+}
+
+/// What the call-level scoring needs to know about the event and the session.
+struct Context<'a> {
+    event: &'a SecurityEvent,
+    session: &'a Session,
+    levels: &'a [Level<'a>],
+    event_time: OffsetDateTime,
+    /// The session's agent is known to be an ancestor of the event's process.
+    ancestry: bool,
 }
 
 impl Correlator {
@@ -102,19 +164,32 @@ impl Correlator {
     ) -> Correlation {
         let event_time = event.time();
         let lineage = self.lineage(event, event_time);
+        let levels = levels(event);
         let mut scored: Vec<Scored> = Vec::new();
         for candidate in candidates {
-            if !same_host(event, candidate.session) || !candidate.session.alive_at(event_time) {
+            if !self.same_host(event, candidate.session)
+                || !candidate.session.alive_at(event_time)
+                || superseded(candidate.session, candidates, event_time)
+            {
                 continue;
             }
-            scored.extend(self.score_session(event, candidate, &lineage, event_time));
+            scored.extend(self.score_session(event, candidate, &lineage, &levels, event_time));
         }
         self.decide(scored, now)
     }
 
+    /// An event that names no host comes from a local source (a tailed file): this machine.
+    fn same_host(&self, event: &SecurityEvent, session: &Session) -> bool {
+        hosts_equal(event.body.host.as_deref().unwrap_or(&self.local_host), &session.host)
+    }
+
+    fn is_local(&self, event: &SecurityEvent) -> bool {
+        event.body.host.as_deref().is_none_or(|h| hosts_equal(h, &self.local_host))
+    }
+
     fn lineage(&self, event: &SecurityEvent, at: OffsetDateTime) -> Lineage {
         let mut pids: Vec<(u32, &'static str)> = Vec::new();
-        let mut complete = false;
+        let mut complete = None;
         let Some(process) = &event.body.process else { return Lineage { pids, complete } };
         if let Some(pid) = process.pid {
             pids.push((pid, "event process"));
@@ -123,14 +198,16 @@ impl Correlator {
             pids.push((pid, "event parent"));
         }
         pids.extend(process.ancestors.iter().filter_map(|a| a.pid).map(|p| (p, "event ancestors")));
-        let local = event.body.host.as_deref().is_none_or(|h| hosts_equal(h, &self.local_host));
-        if local {
+        if event_chain_complete(process) {
+            complete = Some("the event's ancestors");
+        }
+        if self.is_local(event) {
             // The event's process is often already gone (killed); its parent shell may not be.
             let starts = [process.pid, process.parent.as_ref().and_then(|p| p.pid)];
             for pid in starts.into_iter().flatten() {
                 let chain = self.procfs.ancestors(pid);
-                if chain.last().is_some_and(|s| s.pid == 1) && self.procfs.stat(pid).is_some() {
-                    complete = recent(at);
+                if chain.last().is_some_and(|s| s.pid == 1) && self.procfs.stat(pid).is_some() && recent(at) {
+                    complete = complete.or(Some("/proc"));
                 }
                 pids.extend(chain.iter().map(|s| (s.pid, "/proc")));
                 if !chain.is_empty() {
@@ -146,54 +223,90 @@ impl Correlator {
         event: &SecurityEvent,
         candidate: &Candidate<'_>,
         lineage: &Lineage,
+        levels: &[Level<'_>],
         event_time: OffsetDateTime,
     ) -> Vec<Scored> {
         let session = candidate.session;
         let mut base: Vec<Evidence> = Vec::new();
-        let mut base_score = 0.0;
+        let mut ancestry = false;
         if let Some((_, via)) = lineage.pids.iter().find(|(p, _)| *p == session.pid) {
-            base_score += W_ANCESTRY;
+            ancestry = true;
             base.push(ev(
                 "ancestry",
                 format!("agent process {} is an ancestor ({via})", session.pid),
                 W_ANCESTRY,
             ));
         } else if let Some(pid) = self.tracked_descendant(event, session) {
-            base_score += W_ANCESTRY;
+            ancestry = true;
             base.push(ev(
                 "ancestry",
                 format!("pid {pid} was seen running under agent process {} (process tracker)", session.pid),
                 W_ANCESTRY,
             ));
-        } else if lineage.complete {
-            base_score += W_NOT_DESCENDANT;
+        } else if let Some(via) = lineage.complete {
             base.push(ev(
                 "ancestry",
-                format!("process tree reaches init without agent process {}", session.pid),
+                format!("process tree reaches init without agent process {} ({via})", session.pid),
                 W_NOT_DESCENDANT,
             ));
         }
-        if let Some(cwd) = event.body.process.as_ref().and_then(|p| p.cwd.as_deref()) {
-            if path_within(cwd, &session.cwd) {
-                base_score += W_CWD;
-                base.push(ev("cwd", "event cwd is inside the session's working directory".into(), W_CWD));
+        let process = event.body.process.as_ref();
+        // Another user's process is not the session's, unless the agent is its ancestor or
+        // something switched users on the way (`sudo -u postgres …` in the chain or the call).
+        let mut other_user = None;
+        if !ancestry && !chain_switches_user(event, levels) {
+            let event_user = process.and_then(|p| p.user.as_deref());
+            if let (Some(theirs), Some(ours)) = (event_user, session.user.as_deref()) {
+                if !same_user(theirs, ours) && !is_superuser(theirs) {
+                    other_user = Some(ev(
+                        "user",
+                        format!("the process runs as {}, the session as {}", quote(theirs), quote(ours)),
+                        W_OTHER_USER,
+                    ));
+                }
             }
         }
+        let cwd = process.and_then(|p| p.cwd.as_deref());
+        if let Some(cwd) = cwd {
+            if path_within(cwd, &session.cwd) {
+                base.push(ev("cwd", "event cwd is inside the session's working directory".into(), W_CWD));
+            } else if !ancestry {
+                base.push(ev(
+                    "cwd",
+                    format!("event cwd {} is outside the session's working directory", quote(cwd)),
+                    -W_CWD,
+                ));
+            }
+        }
+        let base_score: f64 = base.iter().map(|e| e.weight).sum();
+        let mut session_only = base.clone();
+        session_only.extend(other_user.clone());
         let mut out = vec![Scored {
             session: session.session_id,
             call: None,
             call_time: None,
-            score: base_score,
+            score: session_only.iter().map(|e| e.weight).sum(),
             command_score: 0.0,
-            evidence: base.clone(),
+            evidence: session_only,
         }];
+        let ctx = Context { event, session, levels, event_time, ancestry };
         for call in candidate.commands {
-            if !self.in_window(call, event_time) {
+            // Outside the window only a process still running under the call's own command
+            // (seen among the event's ancestors, under the agent) can belong to the call.
+            let in_window = self.in_window(call, event_time);
+            let may_be_running = ancestry && event_time >= call.time - self.thresholds.window_before;
+            if !(in_window || may_be_running) {
                 continue;
             }
-            let (call_score, mut evidence, command_score) = self.score_call(event, call, event_time);
-            if call_score <= 0.0 {
+            let (mut call_score, mut evidence, command_score, under_call) = self.score_call(&ctx, call, cwd);
+            if call_score <= 0.0 || !(in_window || under_call) {
                 continue;
+            }
+            if let Some(user) = &other_user {
+                if !call.shell_command().is_some_and(command::switches_user) {
+                    call_score += user.weight;
+                    evidence.push(user.clone());
+                }
             }
             let mut all = base.clone();
             all.append(&mut evidence);
@@ -211,8 +324,7 @@ impl Correlator {
 
     fn tracked_descendant(&self, event: &SecurityEvent, session: &Session) -> Option<u32> {
         let process = event.body.process.as_ref()?;
-        let local = event.body.host.as_deref().is_none_or(|h| hosts_equal(h, &self.local_host));
-        if !local {
+        if !self.is_local(event) {
             return None;
         }
         let candidates = [process.pid, process.parent.as_ref().and_then(|p| p.pid)];
@@ -220,61 +332,87 @@ impl Correlator {
     }
 
     fn in_window(&self, call: &CommandRecord, event_time: OffsetDateTime) -> bool {
-        let ran_for =
-            call.outcome.as_ref().and_then(|o| o.duration_ms).map_or(Duration::ZERO, |ms| {
-                Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX / 2))
-            });
         event_time >= call.time - self.thresholds.window_before
-            && event_time <= call.time + ran_for + self.thresholds.window_after
+            && event_time <= call.time + ran_for(call) + self.thresholds.window_after
     }
 
-    /// Score of one call for this event: command/target match plus small tie-breakers.
+    /// Score of one call for this event: positive evidence (command, target) first; without it
+    /// the call is not a candidate. Then what speaks against it and the tie-breakers.
     fn score_call(
         &self,
-        event: &SecurityEvent,
+        ctx: &Context<'_>,
         call: &CommandRecord,
-        event_time: OffsetDateTime,
-    ) -> (f64, Vec<Evidence>, f64) {
+        cwd: Option<&str>,
+    ) -> (f64, Vec<Evidence>, f64, bool) {
         let mut evidence = Vec::new();
-        let mut score = 0.0;
         let mut command_score = 0.0;
-        let process = event.body.process.as_ref();
-        if let Some(ledger_cmd) = call.shell_command() {
-            let lines = [
-                process.and_then(|p| p.cmd_line.as_deref()),
-                process.and_then(|p| p.parent.as_ref()).and_then(|p| p.cmd_line.as_deref()),
-            ];
-            let best = lines
-                .iter()
-                .flatten()
-                .map(|line| command::compare(line, ledger_cmd))
-                .max_by(|a, b| a.score.total_cmp(&b.score));
-            if let Some(m) = best.filter(|m| m.score > 0.0) {
-                command_score = m.score;
-                score += W_COMMAND * m.score;
-                evidence.push(ev(
-                    "command",
-                    format!("{} (call {})", m.reason, quote(&call.call_id)),
-                    W_COMMAND * m.score,
-                ));
+        let mut under_call = false;
+        if call.shell_command().is_none() {
+            if let Some(why) = argument_match(ctx, call) {
+                command_score = command::STRONG;
+                evidence.push(ev("command", why, W_COMMAND * command::STRONG));
             }
         }
-        if let Some(w) = target_match(event, call) {
-            score += W_TARGET;
+        if let Some(ledger_cmd) = call.shell_command() {
+            if let Some(found) = command_evidence(ctx, ledger_cmd) {
+                command_score = found.score;
+                under_call = found.in_ancestor && found.wrong_parent.is_none();
+                evidence.push(ev(
+                    "command",
+                    format!("{} ({}; call {})", found.reason, found.level, quote(&call.call_id)),
+                    W_COMMAND * found.score,
+                ));
+                if let Some(why) = found.wrong_parent {
+                    evidence.push(ev("parent", why, W_WRONG_PARENT));
+                }
+            }
+        }
+        if let Some(w) = target_match(ctx, call) {
             evidence.push(ev("target", w, W_TARGET));
         }
-        if score <= 0.0 {
-            return (0.0, evidence, 0.0);
+        if evidence.iter().map(|e| e.weight).sum::<f64>() <= 0.0 {
+            return (0.0, evidence, 0.0, false);
         }
-        let dt = (event_time - call.time).abs().as_seconds_f64();
-        let closeness = (1.0 - dt / self.thresholds.window_after.as_seconds_f64()).clamp(0.0, 1.0);
-        score += W_TIME * closeness;
-        evidence.push(ev("time", format!("event {dt:.1}s from the call"), W_TIME * closeness));
+        if let Some(why) = self.finished_before(ctx, call) {
+            evidence.push(ev("finished", why, W_FINISHED));
+        }
+        if let (Some(cwd), Some(ledger_cmd)) = (cwd, call.shell_command()) {
+            if !path_within(cwd, &ctx.session.cwd) && !ctx.ancestry {
+                let here = command::tilde(cwd);
+                let moved = command::changed_dirs(ledger_cmd, &ctx.session.cwd)
+                    .into_iter()
+                    .find(|dir| path_within(&here, dir));
+                if let Some(dir) = moved {
+                    evidence.push(ev("cwd", format!("the call changed into {}", quote(&dir)), 2.0 * W_CWD));
+                }
+            }
+        }
+        // A process starts after its call; only clock skew puts its event before the call.
+        let dt = (ctx.event_time - call.time).as_seconds_f64();
+        let (closeness, when) = if dt >= 0.0 {
+            ((-dt / TIME_SCALE_SECS).exp(), format!("event {dt:.1}s after the call"))
+        } else {
+            ((dt / EARLY_SCALE_SECS).exp(), format!("event {:.1}s before the call", -dt))
+        };
+        evidence.push(ev("time", when, W_TIME * closeness));
         if call.outcome.as_ref().is_some_and(|o| o.exit_code.is_some_and(|c| c != 0) || o.error.is_some()) {
-            score += W_FAILED;
             evidence.push(ev("outcome", "the call failed".into(), W_FAILED));
         }
-        (score, evidence, command_score)
+        let score = evidence.iter().map(|e| e.weight).sum();
+        (score, evidence, command_score, under_call)
+    }
+
+    /// A shell call that recorded its end cannot have started a process after it, unless it
+    /// left a job running in the background.
+    fn finished_before(&self, ctx: &Context<'_>, call: &CommandRecord) -> Option<String> {
+        let ledger_cmd = call.shell_command()?;
+        let ms = call.outcome.as_ref()?.duration_ms?;
+        let end = call.time + Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX / 2));
+        let background = call.input.get("run_in_background").and_then(|v| v.as_bool()).unwrap_or(false)
+            || command::starts_background(ledger_cmd);
+        let late = ctx.event_time - end;
+        (late > self.thresholds.finished_grace && !background)
+            .then(|| format!("the call had finished {:.0}s before the event", late.as_seconds_f64()))
     }
 
     fn decide(&self, mut scored: Vec<Scored>, now: OffsetDateTime) -> Correlation {
@@ -366,19 +504,131 @@ fn recent(at: OffsetDateTime) -> bool {
     (OffsetDateTime::now_utc() - at).abs() < Duration::minutes(5)
 }
 
-fn same_host(event: &SecurityEvent, session: &Session) -> bool {
-    event.body.host.as_deref().is_none_or(|h| hosts_equal(h, &session.host))
-}
-
-/// Hostnames compare case-insensitively and by their first label (`build-7` = `build-7.corp`).
+/// Hostnames compare case-insensitively; a short name equals any qualified name that starts
+/// with it (`build-7` = `build-7.corp`), but two names qualified in different DNS domains are
+/// different machines (`web-1.eu.corp` ≠ `web-1.us.corp`). mDNS and home-router suffixes
+/// (`.local`, `.lan`, …) do not qualify a name.
 pub fn hosts_equal(a: &str, b: &str) -> bool {
-    let short = |h: &str| h.split('.').next().unwrap_or(h).to_ascii_lowercase();
-    a.eq_ignore_ascii_case(b) || short(a) == short(b)
+    fn unqualified(h: &str) -> String {
+        let h = h.trim_end_matches('.').to_ascii_lowercase();
+        for suffix in [".local", ".localdomain", ".lan", ".home.arpa"] {
+            if let Some(stripped) = h.strip_suffix(suffix) {
+                return stripped.to_string();
+            }
+        }
+        h
+    }
+    let (a, b) = (unqualified(a), unqualified(b));
+    if a.contains('.') && b.contains('.') {
+        return a == b;
+    }
+    let short = |h: &str| h.split('.').next().unwrap_or(h).to_string();
+    short(&a) == short(&b)
 }
 
 fn path_within(path: &str, dir: &str) -> bool {
     let dir = dir.trim_end_matches('/');
     path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Whether a newer session registered the same pid on the same host before the event: two
+/// processes cannot hold one pid at once, so the older session's agent had exited (a session
+/// not ended explicitly stays active until it idles out).
+fn superseded(session: &Session, candidates: &[Candidate<'_>], event_time: OffsetDateTime) -> bool {
+    let slack = Duration::seconds(5);
+    candidates.iter().map(|c| c.session).any(|newer| {
+        newer.session_id != session.session_id
+            && newer.pid == session.pid
+            && newer.registered_at > session.registered_at
+            && event_time >= newer.registered_at - slack
+            && hosts_equal(&newer.host, &session.host)
+    })
+}
+
+/// How long the call ran, when its outcome says.
+fn ran_for(call: &CommandRecord) -> Duration {
+    call.outcome
+        .as_ref()
+        .and_then(|o| o.duration_ms)
+        .map_or(Duration::ZERO, |ms| Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX / 2)))
+}
+
+/// A chain in the event that reaches init (pid 1) through at least one other ancestor, with
+/// no container runtime on the way. (A process whose *parent* is init was orphaned or
+/// daemonized: its real origin is lost, so that proves nothing.)
+fn event_chain_complete(process: &crate::event::Process) -> bool {
+    let chain: Vec<&crate::event::ProcessRef> =
+        process.parent.iter().chain(process.ancestors.iter()).collect();
+    let reaches_init = chain.last().is_some_and(|r| r.pid == Some(1));
+    let orphan = chain.first().is_some_and(|r| r.pid == Some(1));
+    let through_runtime = chain.iter().any(|r| {
+        [r.exe.as_deref(), r.cmd_line.as_deref().and_then(|l| l.split_whitespace().next())]
+            .into_iter()
+            .flatten()
+            .any(|p| CONTAINER_RUNTIMES.contains(&p.rsplit('/').next().unwrap_or(p)))
+    });
+    reaches_init && !orphan && !through_runtime
+}
+
+/// Whether a process in the event's chain is a user switcher (`sudo`, `su`, …).
+fn chain_switches_user(event: &SecurityEvent, levels: &[Level<'_>]) -> bool {
+    let by_line = levels.iter().filter_map(|l| l.line).any(|line| {
+        line.split_whitespace()
+            .next()
+            .is_some_and(|w| command::USER_SWITCHERS.contains(&w.rsplit('/').next().unwrap_or(w)))
+    });
+    let process = event.body.process.as_ref();
+    let by_exe = process.into_iter().flat_map(|p| p.parent.iter().chain(p.ancestors.iter())).any(|r| {
+        r.exe.as_deref().is_some_and(|e| command::USER_SWITCHERS.contains(&e.rsplit('/').next().unwrap_or(e)))
+    });
+    by_line || by_exe
+}
+
+/// For tools that hand their parameters to a child process (Claude Code's Grep and Glob run
+/// ripgrep): the event's process carries the call's pattern among its arguments.
+fn argument_match(ctx: &Context<'_>, call: &CommandRecord) -> Option<String> {
+    if !acted_by_agent(ctx) {
+        return None;
+    }
+    let line = ctx.levels.first()?.line?;
+    let words: HashSet<&str> = line.split_whitespace().map(|w| w.trim_matches(['\'', '"'])).collect();
+    ["pattern", "glob", "query"].iter().find_map(|key| {
+        let value = call.input.get(*key)?.as_str()?;
+        (value.chars().count() >= 3 && words.contains(value)).then(|| {
+            format!(
+                "the process's arguments carry the call's {key} {} (call {})",
+                quote(value),
+                quote(&call.call_id)
+            )
+        })
+    })
+}
+
+/// Whether the event's process is the agent or a child of it, as far as the event says: its
+/// pid or its parent's is the agent's, or neither is known (and the parent is not a shell,
+/// which the agent is not).
+fn acted_by_agent(ctx: &Context<'_>) -> bool {
+    let Some(process) = ctx.event.body.process.as_ref() else { return true };
+    let parent = process.parent.as_ref();
+    let (pid, ppid) = (process.pid, parent.and_then(|p| p.pid));
+    if pid.is_some() || ppid.is_some() {
+        return [pid, ppid].contains(&Some(ctx.session.pid));
+    }
+    !parent.and_then(|p| p.cmd_line.as_deref()).is_some_and(command::is_shell)
+}
+
+/// User names compare without case, domain (`CORP\\maya`) or realm (`maya@corp`).
+fn same_user(a: &str, b: &str) -> bool {
+    let norm = |u: &str| {
+        let u = u.rsplit('\\').next().unwrap_or(u);
+        u.split('@').next().unwrap_or(u).to_ascii_lowercase()
+    };
+    norm(a) == norm(b)
+}
+
+/// Processes the agent's user may legitimately reach through `sudo`.
+fn is_superuser(user: &str) -> bool {
+    matches!(user.to_ascii_lowercase().as_str(), "root" | "system" | "nt authority\\system")
 }
 
 /// Event text shown in evidence is quoted and capped (an analyst reads it; the model never does).
@@ -387,8 +637,74 @@ fn quote(s: &str) -> String {
     format!("{capped:?}")
 }
 
-fn target_match(event: &SecurityEvent, call: &CommandRecord) -> Option<String> {
-    let target = event.body.target.as_ref()?;
+/// The best command match of a call in the event's process chain, and whether the chain shows
+/// the matching process was started by something other than the agent.
+struct CommandFound {
+    score: f64,
+    reason: String,
+    level: String,
+    wrong_parent: Option<String>,
+    /// The call's command is an ancestor of the event's process (it ran the whole command).
+    in_ancestor: bool,
+}
+
+fn command_evidence(ctx: &Context<'_>, ledger_cmd: &str) -> Option<CommandFound> {
+    let matches: Vec<Option<command::Match>> =
+        ctx.levels.iter().map(|l| l.line.map(|line| command::compare(line, ledger_cmd))).collect();
+    let (best, found) = matches
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| m.as_ref().filter(|m| m.score > 0.0).map(|m| (i, m)))
+        .fold(None::<(usize, &command::Match)>, |acc, (i, m)| match acc {
+            Some((_, b)) if b.score >= m.score => acc,
+            _ => Some((i, m)),
+        })?;
+    // Climb through the shells that ran the call (the wrapper runs the whole command).
+    let mut root = best;
+    while matches.get(root + 1).and_then(|m| m.as_ref()).is_some_and(|m| m.score >= command::STRONG) {
+        root += 1;
+    }
+    let level = match ctx.levels[best].name {
+        "ancestor" => format!("ancestor {}", best.saturating_sub(1)),
+        name => format!("the event's {name}"),
+    };
+    let wrong_parent = ctx.levels.get(root + 1).and_then(|above| {
+        let root_is_wrapper = ctx.levels[root].line.is_some_and(command::is_shell_wrapper);
+        started_elsewhere(above, ctx.session.pid, root_is_wrapper)
+    });
+    let in_ancestor = root >= 1 && matches[root].as_ref().is_some_and(|m| m.score >= command::STRONG);
+    Some(CommandFound { score: found.score, reason: found.reason.clone(), level, wrong_parent, in_ancestor })
+}
+
+/// Whether `above`, the parent of the process that ran the call's command, shows it was not
+/// started by the agent. The agent starts its shells itself; a shell wrapper's parent must be
+/// the agent; a process under init was orphaned (no information). Without pids, only a shell
+/// parent is telling (the agent is not a shell).
+fn started_elsewhere(above: &Level<'_>, agent_pid: u32, root_is_wrapper: bool) -> Option<String> {
+    match (above.pid, above.line) {
+        (Some(pid), _) if pid == agent_pid || pid == 1 => None,
+        (Some(pid), Some(line)) => {
+            Some(format!("the call's command ran under pid {pid} {}, not under the agent", quote(line)))
+        }
+        (Some(pid), None) if root_is_wrapper => {
+            Some(format!("the call's shell was started by pid {pid}, not by the agent ({agent_pid})"))
+        }
+        (None, Some(line)) if command::is_shell(line) => {
+            Some(format!("the call's command ran under the shell {}, not under the agent", quote(line)))
+        }
+        _ => None,
+    }
+}
+
+/// The event's file or URL is what the call named. For file and fetch tools the agent itself
+/// acts, so the target counts only when the acting process is the agent or its child (a helper
+/// such as Codex's apply_patch), or is not known: a file the user's editor wrote is not the
+/// agent's edit.
+fn target_match(ctx: &Context<'_>, call: &CommandRecord) -> Option<String> {
+    let target = ctx.event.body.target.as_ref()?;
+    if call.shell_command().is_none() && !ctx.ancestry && !acted_by_agent(ctx) {
+        return None;
+    }
     if let Some(file) = &target.file {
         let paths: HashSet<String> = call.file_paths().into_iter().collect();
         if paths.iter().any(|p| p == file || file.ends_with(&format!("/{}", p.trim_start_matches("./")))) {

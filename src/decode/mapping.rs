@@ -87,12 +87,14 @@ struct LetSpec {
     item_where: Option<ConditionSpec>,
 }
 
-/// Where a field's value comes from. A bare string is a path.
+/// Where a field's value comes from. A bare string is a path; a list is alternatives (each a
+/// path or a table), tried in order until one yields a usable value.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum FieldSpec {
     Path(String),
-    Full(FieldTable),
+    Full(Box<FieldTable>),
+    Alternatives(Vec<FieldSpec>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +108,9 @@ struct FieldTable {
     /// Several pointers whose values are joined with a space (e.g. binary + arguments).
     #[serde(default)]
     join: Vec<String>,
+    /// A directory and a file name, joined with the directory's own separator (`/` or `\`).
+    #[serde(default)]
+    join_path: Vec<String>,
     /// A fixed value.
     value: Option<Value>,
     /// Value map applied to the found value's text; `"*"` is the catch-all.
@@ -241,7 +246,11 @@ enum Base {
 enum Source {
     First(Vec<PathRef>),
     Join(Vec<PathRef>),
+    /// Directory, then file name.
+    JoinPath(PathRef, PathRef),
     Fixed(Value),
+    /// Whole fields tried in order; the first that yields a usable value wins.
+    Alternatives(Vec<Field>),
 }
 
 #[derive(Debug)]
@@ -333,6 +342,10 @@ enum Kind {
 const MAX_FIELD_BYTES: usize = 32 * 1024;
 /// Most ancestors and list items kept per event.
 const MAX_LIST: usize = 64;
+/// Most values one wildcard path collects before it stops looking.
+const MAX_WILDCARD_VALUES: usize = 1024;
+/// The pointer token that stands for every item of an array (list fields only).
+const WILDCARD: &str = "*";
 
 impl Mapping {
     /// Parses and compiles a mapping file. `file` is only used in messages.
@@ -530,6 +543,25 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Every value a path names: like [`Ctx::resolve`], but a `*` token stands for each item
+    /// of an array (a single object counts as a one-item array). Used by list fields only.
+    fn resolve_all(&self, path: &PathRef) -> Vec<&'a Value> {
+        let (start, tokens): (&'a Value, Vec<String>) = match &path.base {
+            Base::Here => (self.here, path.tokens.clone()),
+            Base::Root => (self.root, path.tokens.clone()),
+            Base::Var(i) => match self.vars.get(*i).cloned().flatten() {
+                Some(mut t) => {
+                    t.extend(path.tokens.iter().cloned());
+                    (self.here, t)
+                }
+                None => return Vec::new(),
+            },
+        };
+        let mut out = Vec::new();
+        lookup_all(start, &tokens, &mut out);
+        out
+    }
+
     /// The concrete pointer (relative to `here`) a path names, if the value exists.
     fn pointer_of(&self, path: &PathRef) -> Option<Vec<String>> {
         let tokens = match &path.base {
@@ -556,6 +588,31 @@ fn lookup<'a>(value: &'a Value, tokens: &[String]) -> Option<&'a Value> {
         .filter(|v| !v.is_null())
 }
 
+/// Collects every non-null value at `tokens`, expanding `*` over array items. Bounded: at most
+/// `MAX_WILDCARD_VALUES` values, however large or deep the payload.
+fn lookup_all<'a>(value: &'a Value, tokens: &[String], out: &mut Vec<&'a Value>) {
+    if out.len() >= MAX_WILDCARD_VALUES {
+        return;
+    }
+    match tokens.split_first() {
+        None => {
+            if !value.is_null() {
+                out.push(value);
+            }
+        }
+        Some((t, rest)) if t == WILDCARD => match value {
+            Value::Array(items) => items.iter().for_each(|item| lookup_all(item, rest, out)),
+            Value::Object(_) => lookup_all(value, rest, out),
+            _ => {}
+        },
+        Some((t, rest)) => {
+            if let Some(next) = lookup(value, std::slice::from_ref(t)) {
+                lookup_all(next, rest, out);
+            }
+        }
+    }
+}
+
 /// The verbatim JSON text at `tokens` inside `raw`, walking the raw text level by level so
 /// that `raw` keeps the sender's exact bytes, not a re-serialization.
 fn raw_at(raw: &RawValue, tokens: &[String]) -> Option<Box<RawValue>> {
@@ -576,6 +633,9 @@ fn raw_at(raw: &RawValue, tokens: &[String]) -> Option<Box<RawValue>> {
 impl Field {
     /// The field's value as text (strings as they are; numbers and booleans printed).
     fn text(&self, ctx: &Ctx<'_>) -> Option<String> {
+        if let Source::Alternatives(alts) = &self.source {
+            return alts.iter().find_map(|f| f.text(ctx));
+        }
         let found = self.found_text(ctx);
         let mapped = match found {
             Some(t) => self.apply_maps(t),
@@ -606,28 +666,46 @@ impl Field {
                     paths.iter().filter_map(|p| ctx.resolve(p).and_then(value_text)).collect();
                 (!parts.is_empty()).then(|| parts.join(" "))
             }
+            Source::JoinPath(dir, name) => {
+                let name = ctx.resolve(name).and_then(scalar_text)?;
+                match ctx.resolve(dir).and_then(scalar_text) {
+                    Some(dir) => Some(join_path(&dir, &name)),
+                    None => Some(name),
+                }
+            }
+            Source::Alternatives(alts) => alts.iter().find_map(|f| f.found_text(ctx)),
         }
     }
 
     fn number(&self, ctx: &Ctx<'_>) -> Option<u64> {
+        if let Source::Alternatives(alts) = &self.source {
+            return alts.iter().find_map(|f| f.number(ctx));
+        }
         let text = self.text(ctx)?;
         let trimmed = text.trim();
         trimmed.parse::<u64>().ok()
     }
 
     fn time(&self, ctx: &Ctx<'_>) -> Option<OffsetDateTime> {
+        if let Source::Alternatives(alts) = &self.source {
+            return alts.iter().find_map(|f| f.time(ctx));
+        }
         let text = self.text(ctx)?;
         parse_time(&text, self.format.unwrap_or(TimeFormat::Rfc3339))
     }
 
-    /// All items (for `attacks`): every listed path contributes, arrays are flattened.
+    /// All items (for `attacks`): every listed path contributes, arrays are flattened, and `*`
+    /// in a path collects from every array item. Alternatives: the first non-empty list.
     fn list(&self, ctx: &Ctx<'_>) -> Vec<String> {
         let paths: &[PathRef] = match &self.source {
             Source::First(p) | Source::Join(p) => p,
-            Source::Fixed(_) => &[],
+            Source::JoinPath(..) | Source::Fixed(_) => &[],
+            Source::Alternatives(alts) => {
+                return alts.iter().map(|f| f.list(ctx)).find(|l| !l.is_empty()).unwrap_or_default();
+            }
         };
         let mut out: Vec<String> = Vec::new();
-        for value in paths.iter().filter_map(|p| ctx.resolve(p)) {
+        for value in paths.iter().flat_map(|p| ctx.resolve_all(p)) {
             let items: Vec<&Value> = match value {
                 Value::Array(a) => a.iter().collect(),
                 other => vec![other],
@@ -713,6 +791,24 @@ fn cap(mut s: String) -> String {
     s
 }
 
+/// A directory and a file name joined the way the directory is written: with its last
+/// separator (`/` or `\`), a drive (`C:`) taking `\`, no separator doubled. A name that is
+/// already a path is kept as it is.
+fn join_path(dir: &str, name: &str) -> String {
+    if name.contains(['/', '\\']) {
+        return name.to_string();
+    }
+    if dir.ends_with(['/', '\\']) {
+        return format!("{dir}{name}");
+    }
+    let sep = dir.chars().rev().find(|c| *c == '/' || *c == '\\').unwrap_or(if dir.ends_with(':') {
+        '\\'
+    } else {
+        '/'
+    });
+    format!("{dir}{sep}{name}")
+}
+
 fn basename(path: &str) -> &str {
     path.rsplit(['/', '\\']).next().unwrap_or(path)
 }
@@ -749,8 +845,8 @@ pub fn parse_time(text: &str, format: TimeFormat) -> Option<OffsetDateTime> {
             .ok()
             .or_else(|| OffsetDateTime::parse(text, &Iso8601::DEFAULT).ok())
             .or_else(|| parse_offset_without_colon(text)),
-        TimeFormat::UnixS => from_unix_nanos(text.parse::<f64>().ok()? * 1e9),
-        TimeFormat::UnixMs => from_unix_nanos(text.parse::<f64>().ok()? * 1e6),
+        TimeFormat::UnixS => from_unix_units(text, 1_000_000_000),
+        TimeFormat::UnixMs => from_unix_units(text, 1_000_000),
         TimeFormat::UnixNs => OffsetDateTime::from_unix_timestamp_nanos(text.parse::<i128>().ok()?).ok(),
         TimeFormat::Audit => from_decimal_seconds(text.split(':').next()?),
         TimeFormat::Ctime => {
@@ -773,6 +869,15 @@ fn from_decimal_seconds(text: &str) -> Option<OffsetDateTime> {
     }
     let nanos: i128 = format!("{frac:0<9}").parse().ok()?;
     OffsetDateTime::from_unix_timestamp_nanos(secs.parse::<i128>().ok()? * 1_000_000_000 + nanos).ok()
+}
+
+/// An epoch count of units of `nanos_per_unit`: integers exactly (a float would turn
+/// `…212400` ms into `…212399.999872`), fractions through a float.
+fn from_unix_units(text: &str, nanos_per_unit: i128) -> Option<OffsetDateTime> {
+    match text.parse::<i128>() {
+        Ok(n) => OffsetDateTime::from_unix_timestamp_nanos(n.checked_mul(nanos_per_unit)?).ok(),
+        Err(_) => from_unix_nanos(text.parse::<f64>().ok()? * nanos_per_unit as f64),
+    }
 }
 
 fn from_unix_nanos(nanos: f64) -> Option<OffsetDateTime> {
@@ -915,6 +1020,7 @@ impl Compiler<'_> {
                 path: t.path.clone(),
                 paths: t.paths.clone(),
                 join: t.join.clone(),
+                join_path: t.join_path.clone(),
                 value: t.value.clone(),
                 map: t.map.clone(),
                 bands: t.bands.iter().map(|b| Band { min: b.min, value: b.value.clone() }).collect(),
@@ -923,20 +1029,60 @@ impl Compiler<'_> {
                 matches: t.matches.clone(),
                 basename: t.basename,
             },
+            FieldSpec::Alternatives(alts) => {
+                if alts.is_empty() {
+                    return Err(self.err(name, format!("field `{name}`: an empty list of alternatives")));
+                }
+                let fields = alts
+                    .iter()
+                    .map(|alt| match alt {
+                        FieldSpec::Alternatives(_) => Err(self.err(
+                            name,
+                            format!("field `{name}`: alternatives cannot contain lists of alternatives"),
+                        )),
+                        other => self.field(name, other, kind, vars),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                return Ok(Field {
+                    source: Source::Alternatives(fields),
+                    map: BTreeMap::new(),
+                    bands: Vec::new(),
+                    default: None,
+                    format: None,
+                    matches: None,
+                    basename: false,
+                });
+            }
         };
-        let given =
-            [table.path.is_some(), !table.paths.is_empty(), !table.join.is_empty(), table.value.is_some()];
+        let given = [
+            table.path.is_some(),
+            !table.paths.is_empty(),
+            !table.join.is_empty(),
+            !table.join_path.is_empty(),
+            table.value.is_some(),
+        ];
         if given.iter().filter(|g| **g).count() != 1 {
-            return Err(self
-                .err(name, format!("field `{name}` needs exactly one of `path`, `paths`, `join`, `value`")));
+            return Err(self.err(
+                name,
+                format!("field `{name}` needs exactly one of `path`, `paths`, `join`, `join_path`, `value`"),
+            ));
         }
-        let to_refs = |ps: &[String]| ps.iter().map(|p| self.path(p, vars)).collect::<Result<Vec<_>, _>>();
+        let list = kind == Kind::List;
+        let to_refs =
+            |ps: &[String]| ps.iter().map(|p| self.path_in(p, vars, list)).collect::<Result<Vec<_>, _>>();
         let source = if let Some(p) = &table.path {
-            Source::First(vec![self.path(p, vars)?])
+            Source::First(vec![self.path_in(p, vars, list)?])
         } else if !table.paths.is_empty() {
             Source::First(to_refs(&table.paths)?)
         } else if !table.join.is_empty() {
             Source::Join(to_refs(&table.join)?)
+        } else if let [dir, file] = &table.join_path[..] {
+            Source::JoinPath(self.path(dir, vars)?, self.path(file, vars)?)
+        } else if !table.join_path.is_empty() {
+            return Err(self.err(
+                name,
+                format!("field `{name}`: `join_path` takes two paths, the directory and the file name"),
+            ));
         } else {
             Source::Fixed(table.value.clone().unwrap_or(Value::Null))
         };
@@ -1022,6 +1168,22 @@ impl Compiler<'_> {
 
     /// `""`, `/a/b`, `${root}/a`, `${var}/a`; pointer escapes `~0` and `~1` are honoured.
     fn path(&self, text: &str, vars: &[String]) -> Result<PathRef, MappingError> {
+        self.path_in(text, vars, false)
+    }
+
+    /// A path; `*` tokens (every item of an array) only where a list is being collected.
+    fn path_in(&self, text: &str, vars: &[String], wildcard_ok: bool) -> Result<PathRef, MappingError> {
+        let path = self.parse_path(text, vars)?;
+        if !wildcard_ok && path.tokens.iter().any(|t| t == WILDCARD) {
+            return Err(self.err(
+                text,
+                format!("path `{text}`: `*` (every item) is only allowed in list fields (`attacks`)"),
+            ));
+        }
+        Ok(path)
+    }
+
+    fn parse_path(&self, text: &str, vars: &[String]) -> Result<PathRef, MappingError> {
         let (base, rest) = if let Some(after) = text.strip_prefix("${") {
             let end =
                 after.find('}').ok_or_else(|| self.err(text, format!("unclosed `${{` in path `{text}`")))?;
@@ -1158,6 +1320,11 @@ mod tests {
         assert_eq!(ts("2022-02-01T18:01:56.410123456Z", TimeFormat::Rfc3339), Some(1643738516));
         assert_eq!(ts("1412123850", TimeFormat::UnixS), Some(1412123850));
         assert_eq!(ts("1412123850000", TimeFormat::UnixMs), Some(1412123850));
+        let exact = |s: &str, f| parse_time(s, f).map(|t| t.unix_timestamp_nanos());
+        assert_eq!(exact("1686845212400", TimeFormat::UnixMs), Some(1_686_845_212_400_000_000));
+        assert_eq!(exact("1412123850", TimeFormat::UnixS), Some(1_412_123_850_000_000_000));
+        assert_eq!(ts("1412123850.5", TimeFormat::UnixS), Some(1412123850));
+        assert_eq!(exact("99999999999999999999999999", TimeFormat::UnixMs), None);
         assert_eq!(ts("1795320857.092:60", TimeFormat::Audit), Some(1795320857));
         let audit = parse_time("1170021493.977:293", TimeFormat::Audit).unwrap();
         assert_eq!(audit.nanosecond(), 977_000_000, "audit stamps are exact, not f64");
@@ -1192,6 +1359,76 @@ mod tests {
         assert_eq!(anc[0].exe.as_deref(), Some("bash"));
         assert_eq!(anc[0].pid, Some(10));
         assert_eq!(anc[1].cmd_line.as_deref(), Some("/bin/sh -c x"));
+    }
+
+    #[test]
+    fn alternatives_are_tried_in_order_each_with_its_own_format() {
+        let m = compile(&format!(
+            "{HEADER}[fields]\ntime = [{{ path = \"/meta/ms\", format = \"unix_ms\" }}, {{ paths = [\"/ts\", \"/created\"], format = \"rfc3339\" }}]\nseverity = [{{ path = \"/sev_name\" }}, {{ path = \"/sev\", bands = [{{ min = 70, value = \"high\" }}, {{ min = 0, value = \"low\" }}] }}]\n\"process.pid\" = [\"/os_pid\", {{ path = \"/pid_text\" }}]\n"
+        ));
+        let body = |p: &str| m.apply_json(p.as_bytes()).unwrap().remove(0).0;
+        let t = |p: &str| body(p).time.map(|t| t.unix_timestamp());
+        assert_eq!(t(r#"{"meta":{"ms":1686845212400}}"#), Some(1686845212));
+        assert_eq!(t(r#"{"ts":"2023-11-03T18:00:22.328Z"}"#), Some(1699034422));
+        // The first alternative is present but does not parse as its format: the next one is tried.
+        assert_eq!(t(r#"{"meta":{"ms":"soon"},"created":"2023-11-03T18:00:22Z"}"#), Some(1699034422));
+        assert_eq!(body(r#"{"sev_name":"Critical","sev":10}"#).severity, Severity::Critical);
+        assert_eq!(body(r#"{"sev":75}"#).severity, Severity::High);
+        assert_eq!(body(r#"{"pid_text":"4242"}"#).process.unwrap().pid, Some(4242));
+        assert_eq!(body(r#"{"os_pid":"x","pid_text":"4243"}"#).process.unwrap().pid, Some(4243));
+        for bad in ["[fields]\nhost = []\n", "[fields]\nhost = [[\"/a\"], \"/b\"]\n"] {
+            let err = Mapping::compile(&format!("{HEADER}{bad}"), "m.toml").unwrap_err();
+            assert!(err.message.contains("alternatives"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn join_path_uses_the_directory_separator() {
+        let m = compile(&format!(
+            "{HEADER}[fields]\n\"process.exe\" = {{ join_path = [\"/dir\", \"/name\"] }}\n"
+        ));
+        let exe = |p: &str| m.apply_json(p.as_bytes()).unwrap().remove(0).0.process.and_then(|p| p.exe);
+        assert_eq!(
+            exe(r#"{"dir":"C:\\Windows\\System32","name":"notepad.exe"}"#).as_deref(),
+            Some(r"C:\Windows\System32\notepad.exe")
+        );
+        assert_eq!(exe(r#"{"dir":"/usr/bin","name":"curl"}"#).as_deref(), Some("/usr/bin/curl"));
+        assert_eq!(exe(r#"{"dir":"/usr/bin/","name":"curl"}"#).as_deref(), Some("/usr/bin/curl"));
+        assert_eq!(exe(r#"{"dir":"C:","name":"x.exe"}"#).as_deref(), Some(r"C:\x.exe"));
+        assert_eq!(exe(r#"{"name":"curl"}"#).as_deref(), Some("curl"));
+        assert_eq!(exe(r#"{"dir":"/tmp","name":"/usr/bin/curl"}"#).as_deref(), Some("/usr/bin/curl"));
+        assert_eq!(exe(r#"{"dir":"/usr/bin"}"#), None);
+        let err = Mapping::compile(
+            &format!("{HEADER}[fields]\n\"process.exe\" = {{ join_path = [\"/a\"] }}\n"),
+            "m.toml",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("two paths"), "{err}");
+    }
+
+    #[test]
+    fn wildcards_collect_from_every_item_in_list_fields_only() {
+        let m = compile(&format!(
+            "{HEADER}[fields]\nattacks = {{ paths = [\"/threat/*/technique/*/id\", \"/threat/*/technique/*/subtechnique/*/id\"], matches = \"^T[0-9]{{4}}\" }}\n"
+        ));
+        let payload = br#"{"threat":[{"technique":[{"id":"T1059","subtechnique":[{"id":"T1059.004"}]},{"id":"T1105"}]},{"technique":{"id":"T1027"}},{"technique":[{"id":"CST0001"}]}]}"#;
+        assert_eq!(m.apply_json(payload).unwrap()[0].0.attacks, ["T1059", "T1105", "T1027", "T1059.004"]);
+        for bad in [
+            "[fields]\nhost = \"/hosts/*/name\"\n",
+            "[[disposition]]\nwhen = { path = \"/r/*/action\", equals = \"kill\" }\nvalue = \"killed\"\n",
+        ] {
+            let err = Mapping::compile(&format!("{HEADER}{bad}"), "m.toml").unwrap_err();
+            assert!(err.message.contains("only allowed in list fields"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn wildcards_stay_bounded_on_huge_payloads() {
+        let m = compile(&format!("{HEADER}[fields]\nattacks = \"/a/*/*/*\"\n"));
+        let row = format!("[{}]", vec!["[1,2,3,4,5,6,7,8,9,10]"; 50].join(","));
+        let payload = format!("{{\"a\":[{}]}}", vec![row.as_str(); 50].join(","));
+        let out = m.apply_json(payload.as_bytes()).unwrap();
+        assert_eq!(out[0].0.attacks.len(), 10);
     }
 
     #[test]

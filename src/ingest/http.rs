@@ -4,7 +4,7 @@
 //! The order is the security argument: the body is read as raw bytes under a size cap (413
 //! before any crypto, R1), authenticated over exactly those bytes (R2), and only then parsed.
 //! Every authentication failure looks the same to the caller (R12). A `202` is sent only after
-//! the flush that covers the write has completed, so an acknowledged event survives `kill -9`
+//! the group commit that writes the event has flushed, so an acknowledged event survives `kill -9`
 //! (DESIGN §5.2). The handler does not correlate or evaluate policy.
 
 use crate::api::problem::{Problem, ProblemType};
@@ -13,7 +13,7 @@ use crate::event::SecurityEvent;
 use crate::ingest::auth::Verified;
 use crate::ingest::sources::{IngestSource, Sources};
 use crate::pipeline::{PipelineHandle, Ring};
-use crate::store::{DedupRecord, GroupCommit, PutOutcome, Store};
+use crate::store::{DedupRecord, GroupCommit, PutOutcome, PutRequest, StoreError};
 use crate::telemetry;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -37,22 +37,15 @@ pub struct IngestState {
 struct Inner {
     /// Configured senders; a name not in here is an authentication failure.
     sources: Sources,
-    /// Where events are written (not yet durable).
-    store: Arc<dyn Store>,
-    /// Turns writes durable in batches; also the bounded queue that sheds load.
+    /// Writes events and makes them durable in batches; also the bounded queue that sheds load.
     commit: GroupCommit,
     /// Rung once an event is durable; the pipeline takes it from there.
     pipeline: PipelineHandle,
 }
 
 impl IngestState {
-    pub fn new(
-        sources: Sources,
-        store: Arc<dyn Store>,
-        commit: GroupCommit,
-        pipeline: PipelineHandle,
-    ) -> IngestState {
-        IngestState { inner: Arc::new(Inner { sources, store, commit, pipeline }) }
+    pub fn new(sources: Sources, commit: GroupCommit, pipeline: PipelineHandle) -> IngestState {
+        IngestState { inner: Arc::new(Inner { sources, commit, pipeline }) }
     }
 }
 
@@ -169,74 +162,63 @@ async fn accept(
         .commit
         .reserve()
         .map_err(|_| Refusal::new(ProblemType::Overloaded, "commit_queue_full"))?;
-    // sled may block a write while a flush holds its lock, so the write runs off the async
-    // workers; they keep verifying other requests meanwhile.
-    let writer = state.clone();
-    let source_name = source.name.clone();
-    let integration = source.decoder.name().to_string();
-    let trust = verified.trust;
-    let accepted = tokio::task::spawn_blocking(move || {
-        store_all(&writer, &source_name, &integration, &verified, decoded, now)
-    })
-    .await
-    .map_err(|_| Refusal::new(ProblemType::StorageUnavailable, "store_write_failed"))??;
-    slot.durable().await.map_err(|_| Refusal::new(ProblemType::StorageUnavailable, "flush_failed"))?;
-    if !accepted.duplicate {
-        let ids =
-            if accepted.event_ids.is_empty() { vec![accepted.event_id] } else { accepted.event_ids.clone() };
-        for id in ids {
-            state.inner.pipeline.ring(Ring::Stored(id));
+    let writes = to_store(source, &verified, decoded, now);
+    // The committer writes the events of every waiting request in one transaction, then
+    // flushes; this answers once that flush is done.
+    let outcomes = slot.write(writes).await.map_err(|err| match err {
+        StoreError::FlushFailed(_) => Refusal::new(ProblemType::StorageUnavailable, "flush_failed"),
+        _ => Refusal::new(ProblemType::StorageUnavailable, "store_write_failed"),
+    })?;
+    let event_id = outcomes
+        .first()
+        .map(|o| o.id())
+        .ok_or_else(|| Refusal::new(ProblemType::InvalidEvent, "empty_payload"))?;
+    for outcome in &outcomes {
+        if let PutOutcome::Stored(id) = outcome {
+            state.inner.pipeline.ring(Ring::Stored(*id));
         }
     }
-    Ok((accepted, trust))
-}
-
-/// Writes each decoded event once. A payload with several events dedups each under its own
-/// index, so a retried batch fills in what is missing and duplicates nothing.
-fn store_all(
-    state: &IngestState,
-    source_name: &str,
-    integration: &str,
-    verified: &Verified,
-    decoded: Vec<Decoded>,
-    now: OffsetDateTime,
-) -> Result<IngestAccepted, Refusal> {
-    let now_unix = now.unix_timestamp();
-    let base_key = verified.dedup.key_for(source_name);
-    let expires_at = verified.dedup.expires_at(now_unix);
-    let several = decoded.len() > 1;
-    let mut ids = Vec::with_capacity(decoded.len());
-    let mut all_duplicates = true;
-    for (index, Decoded { body, raw }) in decoded.into_iter().enumerate() {
-        let mut key = base_key.clone();
-        if several {
-            key.extend_from_slice(format!("#{index}").as_bytes());
-        }
-        let event = SecurityEvent {
-            id: Uuid::now_v7(),
-            source: source_name.to_string(),
-            integration: integration.to_string(),
-            trust: verified.trust,
-            received_at: now,
-            body,
-            raw,
-        };
-        let outcome = state
-            .inner
-            .store
-            .put_once(&DedupRecord { key, expires_at }, &event)
-            .map_err(|_| Refusal::new(ProblemType::StorageUnavailable, "store_write_failed"))?;
-        all_duplicates &= matches!(outcome, PutOutcome::Duplicate(_));
-        ids.push(outcome.id());
-    }
-    let event_id = *ids.first().ok_or_else(|| Refusal::new(ProblemType::InvalidEvent, "empty_payload"))?;
-    Ok(IngestAccepted {
+    let accepted = IngestAccepted {
         event_id,
         // A retried batch of which some events were stored before is not a duplicate: the
         // retry stored the rest.
-        duplicate: all_duplicates,
-        event_ids: if several { ids } else { Vec::new() },
-    })
+        duplicate: outcomes.iter().all(|o| matches!(o, PutOutcome::Duplicate(_))),
+        event_ids: if outcomes.len() > 1 { outcomes.iter().map(|o| o.id()).collect() } else { Vec::new() },
+    };
+    Ok((accepted, verified.trust))
+}
+
+/// One event to store per decoded event. A payload with several events dedups each under its
+/// own index, so a retried batch fills in what is missing and duplicates nothing.
+fn to_store(
+    source: &IngestSource,
+    verified: &Verified,
+    decoded: Vec<Decoded>,
+    now: OffsetDateTime,
+) -> Vec<PutRequest> {
+    let base_key = verified.dedup.key_for(&source.name);
+    let expires_at = verified.dedup.expires_at(now.unix_timestamp());
+    let several = decoded.len() > 1;
+    decoded
+        .into_iter()
+        .enumerate()
+        .map(|(index, Decoded { body, raw })| {
+            let mut key = base_key.clone();
+            if several {
+                key.extend_from_slice(format!("#{index}").as_bytes());
+            }
+            let event = SecurityEvent {
+                id: Uuid::now_v7(),
+                source: source.name.clone(),
+                integration: source.decoder.name().to_string(),
+                trust: verified.trust,
+                received_at: now,
+                body,
+                raw,
+            };
+            PutRequest { dedup: DedupRecord { key, expires_at }, event }
+        })
+        .collect()
 }
 
 fn body_refusal(rejection: BytesRejection) -> Refusal {

@@ -1,29 +1,53 @@
-//! Group commit: many ingest requests share one `Store::flush`, so throughput does not collapse
-//! to one fsync per request (DESIGN §5.2, §5.10).
+//! Group commit: many ingest requests share one sled transaction and one `Store::flush`, so
+//! throughput does not collapse to one transaction and one fsync per request (DESIGN §5.2,
+//! §5.10).
 //!
 //! A request first reserves a place in a bounded queue ([`GroupCommit::reserve`]); a full queue
 //! is refused before anything is written, which is how back-pressure reaches the sender as a
-//! `429`. After writing, the request hands its slot to the committer ([`CommitSlot::durable`])
-//! and waits. The committer takes the first waiter, drains every waiter already queued, runs ONE
-//! flush on the blocking pool and wakes the whole batch; waiters that arrive during a flush join
-//! the next one. Every waiter was queued before its flush started, so everything it wrote before
-//! queueing is on disk when it wakes.
+//! `429`. It then hands its events to the committer ([`CommitSlot::write`]) and waits. The
+//! committer takes the first waiter, lets the scheduler run once so that requests already in
+//! progress can queue too, drains every waiter queued, and on the blocking pool writes all their
+//! events in ONE transaction ([`Store::put_batch`]) and then runs ONE flush, and wakes the whole
+//! batch; waiters that arrive meanwhile join the next one. Every waiter's events (and any
+//! earlier event its duplicates point to) were written before its flush started, so they are on
+//! disk when it wakes.
 //!
-//! Deliberately not here: writing events (the caller does that between reserve and durable),
-//! HTTP status mapping, and any timeout (the caller decides how long a request may wait).
+//! Why the committer writes, not each request: sled 0.34 makes every transaction roll and write
+//! its I/O buffer, so a transaction per event cost more than the rest of ingest put together.
+//!
+//! A caller that writes on its own can still hand over an empty slot ([`CommitSlot::durable`])
+//! to wait for a flush that starts after its write: file ingest does, because each file batch is
+//! its events and the file's checkpoint in one transaction of its own ([`Store::put_file_batch`]),
+//! written by the tailer on the blocking pool so that its reading state moves on only once that
+//! write has succeeded.
+//!
+//! Deliberately not here: building events and dedup keys (the caller does), HTTP status
+//! mapping, and any timeout (the caller decides how long a request may wait).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Store, StoreError};
+use super::{PutOutcome, PutRequest, Store, StoreError};
 
-/// The reply a waiter gets: the batch's flush result, shared because one error answers many.
+/// Most events written in one transaction. Bounds how long one transaction holds sled's
+/// global write lock (readers of the SOC API wait behind it); a batch larger than this is
+/// written as several transactions before its one flush.
+const MAX_EVENTS_PER_TRANSACTION: usize = 512;
+
+/// A flush result shared by every waiter of the batch, because one error answers many.
 type FlushResult = Result<(), Arc<StoreError>>;
 
-/// What a queued request leaves for the committer: where to send the flush result.
-type Waiter = oneshot::Sender<FlushResult>;
+/// What one waiter gets back: one outcome per event it handed over, once they are durable.
+type WriteResult = Result<Vec<PutOutcome>, StoreError>;
+
+/// What a queued request leaves for the committer.
+struct Waiter {
+    /// Events to store once each; empty when the caller only waits for durability.
+    writes: Vec<PutRequest>,
+    reply: oneshot::Sender<WriteResult>,
+}
 
 /// Handle to the committer task. Cheap to clone: every clone feeds the same queue.
 #[derive(Clone)]
@@ -114,16 +138,19 @@ impl GroupCommit {
 }
 
 impl CommitSlot {
+    /// Hands `writes` to the committer, which stores each event once (in one transaction with
+    /// the rest of its batch) and then flushes. Resolves after that flush has completed, with one
+    /// outcome per write; a duplicate's outcome names the event stored the first time.
+    pub async fn write(self, writes: Vec<PutRequest>) -> WriteResult {
+        let (reply, answer) = oneshot::channel();
+        self.permit.send(Waiter { writes, reply });
+        answer.await.unwrap_or(Err(StoreError::CommitterStopped))
+    }
+
     /// Resolves once a flush that started after this call has completed, so everything the
     /// caller wrote before calling is durable.
     pub async fn durable(self) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.permit.send(reply);
-        match answer.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(shared)) => Err(StoreError::FlushFailed(shared)),
-            Err(_) => Err(StoreError::CommitterStopped),
-        }
+        self.write(Vec::new()).await.map(drop)
     }
 }
 
@@ -153,6 +180,10 @@ async fn run_committer(
             }
         };
         let Some(first) = first else { break };
+        // One scheduler pass first: requests that are already runnable reach the queue and
+        // share this transaction and flush instead of each forcing the next one. Under light
+        // load nothing else is runnable and this costs one pass; it never waits on a timer.
+        tokio::task::yield_now().await;
         let batch = drain(first, &mut waiters);
         commit_batch(&store, batch).await;
     }
@@ -173,30 +204,104 @@ fn drain(first: Waiter, waiters: &mut mpsc::Receiver<Waiter>) -> Vec<Waiter> {
     batch
 }
 
-/// One flush for the whole batch, then every waiter gets the same answer.
+/// One transaction and one flush for the whole batch, then every waiter gets its answer.
 async fn commit_batch(store: &Arc<dyn Store>, batch: Vec<Waiter>) {
     metrics::histogram!("haltwire_store_commit_batch_size").record(batch.len() as f64);
-    let result = flush_once(store).await;
-    if let Err(err) = &result {
-        tracing::error!(%err, batch = batch.len(), "group commit flush failed");
-    }
-    for waiter in batch {
+    let (replies, writes): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.reply, w.writes)).unzip();
+    let store = Arc::clone(store);
+    let waiters = replies.len();
+    let results = tokio::task::spawn_blocking(move || write_and_flush(store.as_ref(), writes)).await;
+    let results = results.unwrap_or_else(|err| {
+        let message = err.to_string();
+        (0..waiters).map(|_| Err(StoreError::Task(message.clone()))).collect()
+    });
+    for (reply, result) in replies.into_iter().zip(results) {
         // A closed receiver means the request gave up waiting; its write is durable anyway.
-        let _ = waiter.send(result.clone());
+        let _ = reply.send(result);
     }
 }
 
-/// Runs `Store::flush` on the blocking pool (it fsyncs) and records how long it took.
+/// On the blocking pool: every waiter's events, then ONE flush. One result per waiter.
+fn write_and_flush(store: &dyn Store, writes: Vec<Vec<PutRequest>>) -> Vec<WriteResult> {
+    let mut results = write_batch(store, writes);
+    let flushed = timed_flush(store).map_err(Arc::new);
+    if let Err(err) = &flushed {
+        tracing::error!(%err, batch = results.len(), "group commit flush failed");
+        for result in results.iter_mut().filter(|r| r.is_ok()) {
+            *result = Err(StoreError::FlushFailed(Arc::clone(err)));
+        }
+    }
+    results
+}
+
+/// Writes the waiters' events in transactions of about [`MAX_EVENTS_PER_TRANSACTION`],
+/// never splitting one waiter's events.
+fn write_batch(store: &dyn Store, writes: Vec<Vec<PutRequest>>) -> Vec<WriteResult> {
+    let mut results = Vec::with_capacity(writes.len());
+    let mut chunk = Vec::new();
+    let mut events = 0;
+    for group in writes {
+        events += group.len();
+        chunk.push(group);
+        if events >= MAX_EVENTS_PER_TRANSACTION {
+            results.extend(write_chunk(store, std::mem::take(&mut chunk)));
+            events = 0;
+        }
+    }
+    results.extend(write_chunk(store, chunk));
+    results
+}
+
+/// One transaction for the chunk. If it fails, each waiter's events are retried alone, so a
+/// request that cannot be written (a corrupt dedup entry, say) fails only itself.
+fn write_chunk(store: &dyn Store, groups: Vec<Vec<PutRequest>>) -> Vec<WriteResult> {
+    let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+    let all: Vec<PutRequest> = groups.into_iter().flatten().collect();
+    if all.is_empty() {
+        return sizes.iter().map(|_| Ok(Vec::new())).collect();
+    }
+    match store.put_batch(&all) {
+        Ok(outcomes) => split(outcomes, &sizes).into_iter().map(Ok).collect(),
+        Err(err) => {
+            tracing::warn!(%err, waiters = sizes.len(), "batched write failed; writing each request alone");
+            let mut start = 0;
+            sizes
+                .iter()
+                .map(|&len| {
+                    let own = &all[start..start + len];
+                    start += len;
+                    write_alone(store, own)
+                })
+                .collect()
+        }
+    }
+}
+
+fn write_alone(store: &dyn Store, own: &[PutRequest]) -> WriteResult {
+    if own.is_empty() {
+        return Ok(Vec::new());
+    }
+    store.put_batch(own).map_err(|err| StoreError::WriteFailed(Arc::new(err)))
+}
+
+/// Cuts the batch's outcomes back into one list per waiter.
+fn split(outcomes: Vec<PutOutcome>, sizes: &[usize]) -> Vec<Vec<PutOutcome>> {
+    let mut rest = outcomes.into_iter();
+    sizes.iter().map(|&len| rest.by_ref().take(len).collect()).collect()
+}
+
+/// `Store::flush`, recording how long it took.
+fn timed_flush(store: &dyn Store) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let result = store.flush();
+    metrics::histogram!("haltwire_store_flush_seconds").record(started.elapsed().as_secs_f64());
+    result
+}
+
+/// Runs [`timed_flush`] on the blocking pool (it fsyncs); used for the final flush.
 async fn flush_once(store: &Arc<dyn Store>) -> FlushResult {
     let store = Arc::clone(store);
-    let joined = tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        let result = store.flush();
-        metrics::histogram!("haltwire_store_flush_seconds").record(started.elapsed().as_secs_f64());
-        result
-    })
-    .await;
-    match joined {
+    match tokio::task::spawn_blocking(move || timed_flush(store.as_ref())).await {
         Ok(result) => result.map_err(Arc::new),
         Err(err) => Err(Arc::new(StoreError::Task(err.to_string()))),
     }
@@ -217,7 +322,6 @@ mod tests {
 
     use super::*;
     use crate::store::testing::{dedup, event_at, Probe};
-    use crate::store::PutOutcome;
 
     /// Polls once: proves a future is still waiting (and, for `durable`, that its waiter is now
     /// in the queue) without sleeping.
@@ -284,6 +388,39 @@ mod tests {
         slot.durable().await.unwrap();
         commit.shutdown().await;
         assert_eq!(commit.reserve_wait().await.err(), Some(Overloaded::ShuttingDown));
+    }
+
+    #[tokio::test]
+    async fn queued_writes_share_one_transaction_and_flush_and_a_bad_one_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut probe = Probe::new(dir.path(), true);
+        let commit = GroupCommit::start(probe.store.clone(), 8);
+        let first = tokio::spawn(commit.reserve().unwrap().durable());
+        assert_eq!(probe.flush_started.recv().await, Some(1));
+        // Flush 1 is held; the three writes below queue into the next batch.
+        let taken = event_at(1_000);
+        probe.store.put_once(&dedup("taken", i64::MAX), &taken).unwrap();
+        let (a, b) = (event_at(2_000), event_at(3_000));
+        let mut writes = Vec::new();
+        for (key, event) in [("k", &a), ("k", &b), ("reused-id", &taken)] {
+            let put = PutRequest { dedup: dedup(key, i64::MAX), event: event.clone() };
+            let mut write = Box::pin(commit.reserve().unwrap().write(vec![put]));
+            assert!(poll_once(&mut write).await.is_pending());
+            writes.push(tokio::spawn(write));
+        }
+        drop(probe.tickets.take());
+        first.await.unwrap().unwrap();
+        let mut results = Vec::new();
+        for write in writes {
+            results.push(write.await.unwrap());
+        }
+        assert_eq!(results[0].as_ref().unwrap(), &vec![PutOutcome::Stored(a.id)]);
+        assert_eq!(results[1].as_ref().unwrap(), &vec![PutOutcome::Duplicate(a.id)]);
+        assert!(
+            matches!(&results[2], Err(StoreError::WriteFailed(e)) if matches!(**e, StoreError::IdCollision(_)))
+        );
+        assert_eq!(probe.flushes(), 2, "one flush for the whole batch");
+        assert_eq!(probe.store.event_count(), 2);
     }
 
     #[tokio::test]

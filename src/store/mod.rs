@@ -1,13 +1,15 @@
 //! The durable event store: the [`Store`] trait, its value types and the sled implementation.
 //!
-//! Ingest writes each authenticated, decoded event here exactly once ([`Store::put_once`] checks
-//! and records the sender's dedup key in the same transaction), then waits on a [`GroupCommit`]
-//! slot so that its `202` means "survives `kill -9`" (DESIGN §5.2, §5.3) without paying one fsync
-//! per request (§5.10). The SOC API reads events back in arrival order; a background
+//! Ingest hands each authenticated, decoded event to a [`GroupCommit`] slot; the committer
+//! writes the events of every waiting request exactly once, in one transaction
+//! ([`Store::put_batch`] checks and records each sender's dedup key in it), then flushes, so
+//! that a `202` means "survives `kill -9`" (DESIGN §5.2, §5.3) without paying one transaction
+//! and one fsync per request (§5.10). The SOC API reads events back in arrival order; a background
 //! [`run_retention`] loop keeps the store within its age and size limits.
 //!
 //! File ingest writes a run of decoded lines and the file's new checkpoint in one transaction
-//! ([`Store::put_file_batch`]), so a restart resumes exactly after the last stored line.
+//! ([`Store::put_file_batch`]), so a restart resumes exactly after the last stored line, and
+//! then waits on an empty [`GroupCommit`] slot for the flush that covers it.
 //!
 //! Deliberately not here: HTTP, authentication, decoding and policy. The store does not know
 //! what an event means or who sent it; it keeps bytes in order, once, and durably.
@@ -16,6 +18,7 @@
 //! concurrency lock (sled 0.34 holds it for reading during a flush and for writing during a
 //! transaction), so async callers must run them on `spawn_blocking`.
 
+pub mod blocks;
 mod commit;
 mod retention;
 pub mod sessions;
@@ -30,6 +33,7 @@ use uuid::Uuid;
 
 use crate::event::SecurityEvent;
 
+pub use blocks::BlockStore;
 pub use commit::{CommitSlot, GroupCommit, Overloaded};
 pub use retention::run_retention;
 pub use sessions::SessionStore;
@@ -42,9 +46,14 @@ pub trait Store: Send + Sync + 'static {
     /// present and not expired → [`PutOutcome::Duplicate`] with the existing event id and nothing
     /// is written; else the dedup entry (event id + `expires_at`) and the event are inserted.
     ///
-    /// NOT durable until a flush: callers hold a [`CommitSlot`] reserved before this call and
-    /// await [`CommitSlot::durable`] after it.
+    /// NOT durable until a flush. Ingest does not call this: it hands events to
+    /// [`CommitSlot::write`], which batches them into [`Store::put_batch`].
     fn put_once(&self, dedup: &DedupRecord, event: &SecurityEvent) -> Result<PutOutcome, StoreError>;
+
+    /// [`Store::put_once`] for each item, in order, all in one transaction: all are written or,
+    /// on error, none. An item whose key an earlier item of the batch claimed is a
+    /// [`PutOutcome::Duplicate`] of it. One outcome per item. Not durable until a flush.
+    fn put_batch(&self, items: &[PutRequest]) -> Result<Vec<PutOutcome>, StoreError>;
 
     /// One event by id; `None` if it was never stored or was removed by retention.
     fn event(&self, id: Uuid) -> Result<Option<SecurityEvent>, StoreError>;
@@ -71,7 +80,9 @@ pub trait Store: Send + Sync + 'static {
     /// [`Store::put_once`]), and the file's checkpoint is replaced by `batch.checkpoint`.
     /// A crash therefore leaves either the events and the new checkpoint, or neither.
     ///
-    /// Returns one outcome per event, in order. NOT durable until a flush, like `put_once`.
+    /// Returns one outcome per event, in order. NOT durable until a flush, like `put_once`:
+    /// file ingest reserves a [`CommitSlot`] before this call and awaits
+    /// [`CommitSlot::durable`] after it, whose flush starts after this write.
     fn put_file_batch(&self, batch: &FileBatch) -> Result<Vec<PutOutcome>, StoreError>;
 
     /// Every checkpoint stored for `watch`, in key order.
@@ -137,6 +148,13 @@ pub struct DedupRecord {
     /// Unix seconds after which a delivery with the same key counts as new again. Bounded so the
     /// dedup tree cannot grow without limit.
     pub expires_at: i64,
+}
+
+/// One event to store once under its sender's dedup key (an item of [`Store::put_batch`]).
+#[derive(Debug, Clone)]
+pub struct PutRequest {
+    pub dedup: DedupRecord,
+    pub event: SecurityEvent,
 }
 
 /// What [`Store::put_once`] did.
@@ -218,6 +236,9 @@ pub enum StoreError {
     /// generated UUIDv7s, so this is a bug upstream; overwriting would silently lose an event.
     #[error("event id {0} already exists")]
     IdCollision(Uuid),
+    /// The group commit could not write this request's events; nothing of them was stored.
+    #[error("write failed: {0}")]
+    WriteFailed(#[source] Arc<StoreError>),
     /// The group flush this request waited on failed; shared by every request in the batch.
     #[error("flush failed: {0}")]
     FlushFailed(#[source] Arc<StoreError>),

@@ -24,8 +24,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    DedupRecord, EventQuery, FileBatch, FileCheckpoint, FileId, PutOutcome, Retention, Store, StoreError,
-    SweepReport,
+    DedupRecord, EventQuery, FileBatch, FileCheckpoint, FileId, PutOutcome, PutRequest, Retention, Store,
+    StoreError, SweepReport,
 };
 use crate::event::SecurityEvent;
 
@@ -72,6 +72,10 @@ pub struct SledStore {
     pub(super) ledger: sled::Tree,
     /// Correlation results beside the events: event id (16 bytes) → `Correlation` JSON.
     pub(super) correlations: sled::Tree,
+    /// Blocks: block id (16 bytes) → `Block` JSON.
+    pub(super) blocks: sled::Tree,
+    /// Which block an event caused: event id → block id.
+    pub(super) event_blocks: sled::Tree,
     /// In-memory mirror of the persistent count so `event_count()` never touches sled (it would
     /// wait behind a flush). Signed: two commits' mirror updates can land out of order, so a
     /// sweep's decrement may briefly precede the increment of the insert it follows; the reader
@@ -100,6 +104,8 @@ impl SledStore {
             sessions: db.open_tree("sessions")?,
             ledger: db.open_tree("ledger")?,
             correlations: db.open_tree("correlations")?,
+            blocks: db.open_tree("blocks")?,
+            event_blocks: db.open_tree("event_blocks")?,
             db,
             events,
             dedup,
@@ -107,6 +113,65 @@ impl SledStore {
             checkpoints,
             count: AtomicI64::new(i64::try_from(count).unwrap_or(i64::MAX)),
         })
+    }
+
+    /// `put_once` for every pair, in order, in ONE transaction. sled 0.34 makes every
+    /// transaction roll its I/O buffer and write the log (two `pwrite` + `sync_file_range` on
+    /// its I/O threads), so one transaction per event cost more than the rest of ingest put
+    /// together; one per group commit amortises it. A later pair sees an earlier pair's dedup
+    /// entry (the transaction reads its own writes), so one key is stored once per batch too.
+    ///
+    /// `checkpoint` (key, value), if given, is written in the same transaction: file ingest's
+    /// events and the file's new checkpoint are stored together or not at all.
+    fn put_all(
+        &self,
+        pairs: &[(&DedupRecord, &SecurityEvent)],
+        checkpoint: Option<(&[u8], &[u8])>,
+    ) -> Result<Vec<PutOutcome>, StoreError> {
+        // Encoded outside the closure: sled may run it more than once.
+        let encoded = pairs
+            .iter()
+            .map(|(dedup, event)| {
+                let value = serde_json::to_vec(event)
+                    .map_err(|source| StoreError::Encode { id: event.id, source })?;
+                Ok((IVec::from(value), event_key(event.id), encode_dedup(event.id, dedup.expires_at)))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let now = unix_now();
+        let outcomes = (&self.dedup, &self.events, &self.meta, &self.checkpoints)
+            .transaction(|(dedup_tx, events_tx, meta_tx, checkpoints_tx)| {
+                let mut outcomes = Vec::with_capacity(pairs.len());
+                for ((dedup, event), (value, key, dedup_value)) in pairs.iter().zip(&encoded) {
+                    if let Some(existing) = dedup_tx.get(&dedup.key)? {
+                        let entry = decode_dedup(&dedup.key, &existing)
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        if entry.expires_at > now {
+                            outcomes.push(PutOutcome::Duplicate(entry.id));
+                            continue;
+                        }
+                    }
+                    if events_tx.get(key)?.is_some() {
+                        return Err(ConflictableTransactionError::Abort(StoreError::IdCollision(event.id)));
+                    }
+                    dedup_tx.insert(dedup.key.as_slice(), &dedup_value[..])?;
+                    events_tx.insert(&key[..], value.clone())?;
+                    outcomes.push(PutOutcome::Stored(event.id));
+                }
+                let stored = outcomes.iter().filter(|o| matches!(o, PutOutcome::Stored(_))).count() as u64;
+                if stored > 0 {
+                    let count = decode_count(meta_tx.get(EVENT_COUNT_KEY)?.as_deref())
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    meta_tx.insert(EVENT_COUNT_KEY, &count.saturating_add(stored).to_be_bytes()[..])?;
+                }
+                if let Some((key, value)) = checkpoint {
+                    checkpoints_tx.insert(key, value)?;
+                }
+                Ok(outcomes)
+            })
+            .map_err(from_transaction)?;
+        let stored = outcomes.iter().filter(|o| matches!(o, PutOutcome::Stored(_))).count();
+        self.count.fetch_add(i64::try_from(stored).unwrap_or(i64::MAX), Ordering::Relaxed);
+        Ok(outcomes)
     }
 
     /// Deletes up to `limit` of the oldest events with keys below `upper`; returns how many went.
@@ -183,37 +248,13 @@ impl SledStore {
 
 impl Store for SledStore {
     fn put_once(&self, dedup: &DedupRecord, event: &SecurityEvent) -> Result<PutOutcome, StoreError> {
-        // Encoded outside the closure: sled may run it more than once.
-        let value = IVec::from(
-            serde_json::to_vec(event).map_err(|source| StoreError::Encode { id: event.id, source })?,
-        );
-        let key = event_key(event.id);
-        let dedup_value = encode_dedup(event.id, dedup.expires_at);
-        let now = unix_now();
-        let outcome = (&self.dedup, &self.events, &self.meta)
-            .transaction(|(dedup_tx, events_tx, meta_tx)| {
-                if let Some(existing) = dedup_tx.get(&dedup.key)? {
-                    let entry =
-                        decode_dedup(&dedup.key, &existing).map_err(ConflictableTransactionError::Abort)?;
-                    if entry.expires_at > now {
-                        return Ok(PutOutcome::Duplicate(entry.id));
-                    }
-                }
-                if events_tx.get(key)?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(StoreError::IdCollision(event.id)));
-                }
-                let count = decode_count(meta_tx.get(EVENT_COUNT_KEY)?.as_deref())
-                    .map_err(ConflictableTransactionError::Abort)?;
-                dedup_tx.insert(dedup.key.as_slice(), &dedup_value[..])?;
-                events_tx.insert(&key[..], value.clone())?;
-                meta_tx.insert(EVENT_COUNT_KEY, &count.saturating_add(1).to_be_bytes()[..])?;
-                Ok(PutOutcome::Stored(event.id))
-            })
-            .map_err(from_transaction)?;
-        if let PutOutcome::Stored(_) = outcome {
-            self.count.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(outcome)
+        let outcomes = self.put_all(&[(dedup, event)], None)?;
+        outcomes.into_iter().next().ok_or_else(|| StoreError::Task("empty transaction result".into()))
+    }
+
+    fn put_batch(&self, items: &[PutRequest]) -> Result<Vec<PutOutcome>, StoreError> {
+        let pairs: Vec<_> = items.iter().map(|item| (&item.dedup, &item.event)).collect();
+        self.put_all(&pairs, None)
     }
 
     fn event(&self, id: Uuid) -> Result<Option<SecurityEvent>, StoreError> {
@@ -265,55 +306,10 @@ impl Store for SledStore {
     }
 
     fn put_file_batch(&self, batch: &FileBatch) -> Result<Vec<PutOutcome>, StoreError> {
-        // Encoded outside the closure: sled may run it more than once.
-        let mut rows = Vec::with_capacity(batch.events.len());
-        for (dedup, event) in &batch.events {
-            let value = IVec::from(
-                serde_json::to_vec(event).map_err(|source| StoreError::Encode { id: event.id, source })?,
-            );
-            rows.push((
-                dedup,
-                event.id,
-                event_key(event.id),
-                encode_dedup(event.id, dedup.expires_at),
-                value,
-            ));
-        }
-        let checkpoint_key = checkpoint_key(&batch.watch, batch.file);
-        let checkpoint_value = encode_checkpoint(&batch.checkpoint);
-        let now = unix_now();
-        let (outcomes, stored) = (&self.dedup, &self.events, &self.meta, &self.checkpoints)
-            .transaction(|(dedup_tx, events_tx, meta_tx, checkpoints_tx)| {
-                let mut outcomes = Vec::with_capacity(rows.len());
-                let mut stored = 0u64;
-                for (dedup, id, key, dedup_value, value) in &rows {
-                    if let Some(existing) = dedup_tx.get(&dedup.key)? {
-                        let entry = decode_dedup(&dedup.key, &existing)
-                            .map_err(ConflictableTransactionError::Abort)?;
-                        if entry.expires_at > now {
-                            outcomes.push(PutOutcome::Duplicate(entry.id));
-                            continue;
-                        }
-                    }
-                    if events_tx.get(key)?.is_some() {
-                        return Err(ConflictableTransactionError::Abort(StoreError::IdCollision(*id)));
-                    }
-                    dedup_tx.insert(dedup.key.as_slice(), &dedup_value[..])?;
-                    events_tx.insert(&key[..], value.clone())?;
-                    outcomes.push(PutOutcome::Stored(*id));
-                    stored += 1;
-                }
-                if stored > 0 {
-                    let count = decode_count(meta_tx.get(EVENT_COUNT_KEY)?.as_deref())
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    meta_tx.insert(EVENT_COUNT_KEY, &count.saturating_add(stored).to_be_bytes()[..])?;
-                }
-                checkpoints_tx.insert(checkpoint_key.as_slice(), checkpoint_value.as_slice())?;
-                Ok((outcomes, stored))
-            })
-            .map_err(from_transaction)?;
-        self.count.fetch_add(i64::try_from(stored).unwrap_or(i64::MAX), Ordering::Relaxed);
-        Ok(outcomes)
+        let pairs: Vec<_> = batch.events.iter().map(|(dedup, event)| (dedup, event)).collect();
+        let key = checkpoint_key(&batch.watch, batch.file);
+        let value = encode_checkpoint(&batch.checkpoint);
+        self.put_all(&pairs, Some((key.as_slice(), value.as_slice())))
     }
 
     fn file_checkpoints(&self, watch: &str) -> Result<Vec<(FileId, FileCheckpoint)>, StoreError> {
@@ -738,6 +734,32 @@ mod tests {
         assert!(matches!(again, Err(StoreError::IdCollision(id)) if id == event.id));
         assert!(store.dedup.get("b").unwrap().is_none(), "the transaction rolled back");
         assert_eq!(store.event_count(), 1);
+    }
+
+    #[test]
+    fn a_batch_is_one_transaction_that_sees_its_own_dedup_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let (a, b, c) = (event_at(1_000), event_at(2_000), event_at(3_000));
+        let put = |key: &str, event: &SecurityEvent| PutRequest {
+            dedup: dedup(key, far_future()),
+            event: event.clone(),
+        };
+        let outcomes = store.put_batch(&[put("k", &a), put("k", &b), put("other", &c)]).unwrap();
+        assert_eq!(
+            outcomes,
+            vec![PutOutcome::Stored(a.id), PutOutcome::Duplicate(a.id), PutOutcome::Stored(c.id)]
+        );
+        assert!(store.event(b.id).unwrap().is_none());
+        assert_eq!(store.event_count(), 2);
+        // All or nothing: one bad item leaves no trace of the others.
+        let d = event_at(4_000);
+        let failed = store.put_batch(&[put("new", &d), put("again", &a)]);
+        assert!(matches!(failed, Err(StoreError::IdCollision(id)) if id == a.id), "{failed:?}");
+        assert!(store.event(d.id).unwrap().is_none());
+        assert!(store.dedup.get("new").unwrap().is_none());
+        let persistent = decode_count(store.meta.get(EVENT_COUNT_KEY).unwrap().as_deref()).unwrap();
+        assert_eq!(persistent, 2, "the persistent count moves with the batch");
     }
 
     #[test]

@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    DedupRecord, EventQuery, FileBatch, FileCheckpoint, FileId, PutOutcome, Retention, SledStore, Store,
-    StoreError, SweepReport,
+    DedupRecord, EventQuery, FileBatch, FileCheckpoint, FileId, PutOutcome, PutRequest, Retention, SledStore,
+    Store, StoreError, SweepReport,
 };
 use crate::event::{EventBody, SecurityEvent, Trust};
 
@@ -100,6 +100,9 @@ impl Probe {
 impl Store for ProbeStore {
     fn put_once(&self, dedup: &DedupRecord, event: &SecurityEvent) -> Result<PutOutcome, StoreError> {
         self.inner.put_once(dedup, event)
+    }
+    fn put_batch(&self, items: &[PutRequest]) -> Result<Vec<PutOutcome>, StoreError> {
+        self.inner.put_batch(items)
     }
     fn event(&self, id: Uuid) -> Result<Option<SecurityEvent>, StoreError> {
         self.inner.event(id)

@@ -1,0 +1,117 @@
+//! `haltwire bench ingest|floor|startup`: measurement tooling (see `crate::bench` and
+//! docs/performance.md). Hidden from the main help: operators do not need it to run a broker.
+//!
+//! This module only reads flags and key files and prints; the measuring is in `crate::bench`.
+
+use crate::bench::floor;
+use crate::bench::load::{self, LoadSettings, Signer};
+use crate::bench::startup::{self, StartupSettings};
+use crate::ingest::auth::standard_webhooks::{parse_public_key, Ed25519Secret, HmacSecret};
+use anyhow::Context as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Load-generate signed events against /v1/ingest/{source}; prints a summary, then one JSON
+    /// line. Exits 1 if any measured request did not get a 202.
+    Ingest(IngestArgs),
+    /// Serve the bare comparison handler (verify v1a, parse JSON, 202) until SIGINT/SIGTERM.
+    Floor {
+        /// Address to listen on (port 0 picks one; the line on stdout says which).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// The one trusted `whpk_…` key.
+        #[arg(long)]
+        public_key: String,
+    },
+    /// Time `haltwire serve` from exec to its first 200 from /readyz (fresh and warm data dir).
+    Startup {
+        /// Timed starts per kind.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Existing directory in which the runs create their data directories.
+        #[arg(long)]
+        scratch: PathBuf,
+        /// Config file to start with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Pin each broker to this CPU.
+        #[arg(long)]
+        server_cpu: Option<usize>,
+    },
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("credential").required(true).args(["secret_file", "signing_key"])))]
+pub struct IngestArgs {
+    /// Broker base URL.
+    #[arg(long)]
+    url: String,
+    /// The configured source to post to.
+    #[arg(long)]
+    source: String,
+    /// For `standard-webhooks` sources: file holding the `whsec_…` secret (mode 0600).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// For `standard-webhooks-ed25519` sources: file holding the sender's `whsk_…` key (0600).
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
+    /// Measured requests.
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    /// Requests sent first and left out of the figures.
+    #[arg(long, default_value_t = 2_000)]
+    warmup: usize,
+    /// Keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Open loop at this many requests per second (default: closed loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Pad each body to this many bytes (default: natural size, about 220).
+    #[arg(long, default_value_t = 0)]
+    body_bytes: usize,
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCommand::Ingest(args) => ingest(args),
+        BenchCommand::Floor { listen, public_key } => {
+            let key = parse_public_key(&public_key).context("--public-key")?;
+            floor::run(listen, key)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Startup { runs, scratch, config, server_cpu } => {
+            let binary = std::env::current_exe().context("locating the haltwire binary")?;
+            let report = startup::run(&StartupSettings { binary, scratch, config, runs, server_cpu })?;
+            println!("{}", report.summary());
+            println!("{}", report.to_json());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
+    let signer = match (&args.secret_file, &args.signing_key) {
+        (Some(path), _) => Signer::Hmac(HmacSecret::parse(&crate::secrets::read_secret_text(path)?)?),
+        (None, Some(path)) => {
+            Signer::Ed25519(Ed25519Secret::parse(&crate::secrets::read_secret_text(path)?)?)
+        }
+        (None, None) => unreachable!("clap requires one credential"),
+    };
+    let report = load::run(LoadSettings {
+        url: args.url,
+        source: args.source,
+        signer,
+        events: args.events,
+        warmup: args.warmup,
+        connections: args.connections,
+        rate: args.rate,
+        body_bytes: args.body_bytes,
+    })?;
+    println!("{}", report.summary());
+    println!("{}", report.to_json());
+    Ok(if report.error_count() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
