@@ -52,6 +52,9 @@ pub struct Config {
     /// Configured senders, one `[[source]]` table each.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+    /// Files the broker tails, one `[[watch]]` table each.
+    #[serde(default, rename = "watch")]
+    pub watches: Vec<WatchConfig>,
 }
 
 /// `[store]`: retention and group commit.
@@ -246,6 +249,121 @@ impl Secrets {
     }
 }
 
+/// How a watched file's bytes are cut into payloads for the decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchFormat {
+    /// One payload per `\n`-terminated line (Tetragon export, osquery results, any JSONL).
+    #[default]
+    Jsonl,
+    /// One payload per audit event: the lines sharing `msg=audit(TIME:SERIAL)`, joined by `\n`
+    /// (auditd's `audit.log`).
+    Audit,
+}
+
+impl WatchFormat {
+    /// The spelling in `haltwire.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchFormat::Jsonl => "jsonl",
+            WatchFormat::Audit => "audit",
+        }
+    }
+}
+
+/// One `[[watch]]`: a local file (or a file-name pattern) whose events the broker tails.
+///
+/// Events from a watch carry trust `local`, because the operator configured this watch and each
+/// file passed the owner and mode checks; a file is never read, or trusted, for where it lies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchConfig {
+    /// The file to tail, e.g. `/var/log/tetragon/tetragon.log`. The file-name part may be a
+    /// pattern (`*`, `?`, `[…]`), e.g. `/var/log/osquery/*.results.log`; the directory part may
+    /// not. Relative paths are relative to the config file's folder. Required.
+    pub path: PathBuf,
+    /// Names the watch in metrics, logs and checkpoints, and in the events' `source`
+    /// (`watch:<name>`). `[A-Za-z0-9_-]{1,64}`, unique. Default: `path` as written (after
+    /// resolving it). Renaming a watch starts its files over from the beginning (the
+    /// checkpoints are per name); the 24 h line dedup keeps that from storing lines twice.
+    pub name: Option<String>,
+    /// Decoder for the payloads. Default `generic` (haltwire's native event JSON, one per line).
+    #[serde(default = "default_integration")]
+    pub integration: String,
+    /// `jsonl` (one payload per line) or `audit` (one payload per audit event). Must match the
+    /// integration's parser. Default `jsonl`.
+    #[serde(default)]
+    pub format: WatchFormat,
+    /// Milliseconds between rescans of the directory: the fallback that finds new, rotated and
+    /// grown files when filesystem notifications are missed or unavailable. 10-60000.
+    /// Default 1000.
+    #[serde(default = "default_rescan_interval_ms")]
+    pub rescan_interval_ms: u64,
+    /// Milliseconds a file that was renamed away or deleted is still read after it last grew,
+    /// for writers that append to the old file until they reopen. 0-3600000. Default 5000.
+    #[serde(default = "default_rotate_wait_ms")]
+    pub rotate_wait_ms: u64,
+}
+
+fn default_rescan_interval_ms() -> u64 {
+    1000
+}
+fn default_rotate_wait_ms() -> u64 {
+    5000
+}
+
+impl WatchConfig {
+    /// The name used for metrics, checkpoints and the events' `source`.
+    pub fn effective_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.path.display().to_string())
+    }
+
+    /// The directory holding the watched file(s): the parent of `path` (`.` for a bare name).
+    pub fn directory(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// The file-name pattern (a plain name matches only itself).
+    pub fn file_pattern(&self) -> Result<glob::Pattern, String> {
+        let name = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or("`path` must end in a file name (UTF-8), not a directory")?;
+        glob::Pattern::new(name).map_err(|e| format!("`path` file-name pattern {name:?}: {e}"))
+    }
+
+    /// Checks what the type system cannot: the path's shape, the name and the intervals.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.path.as_os_str().is_empty() {
+            return Err("`path` is required".into());
+        }
+        self.file_pattern()?;
+        let dir = self.directory();
+        if dir.to_string_lossy().contains(['*', '?', '[', ']']) {
+            return Err(format!(
+                "`path`: patterns are allowed only in the file name, not in the directory {:?}",
+                dir.display().to_string()
+            ));
+        }
+        if let Some(name) = &self.name {
+            if !valid_source_name(name) {
+                return Err("`name` must be 1-64 characters of A-Z a-z 0-9 _ -".into());
+            }
+        }
+        if !(10..=60_000).contains(&self.rescan_interval_ms) {
+            return Err("`rescan_interval_ms` must be between 10 and 60000".into());
+        }
+        if self.rotate_wait_ms > 3_600_000 {
+            return Err("`rotate_wait_ms` must be at most 3600000 (one hour)".into());
+        }
+        Ok(())
+    }
+}
+
 fn default_integration() -> String {
     GENERIC_SOURCE.to_string()
 }
@@ -259,6 +377,9 @@ pub enum ConfigError {
     Syntax { path: String, line: usize, col: usize, message: String },
     #[error("{path}: source {index} ({name:?}): {message}")]
     Source { path: String, index: usize, name: String, message: String },
+    /// `index` counts `[[watch]]` tables from 0; `name` is the watch's effective name.
+    #[error("{path}: watch {index} ({name:?}): {message}")]
+    Watch { path: String, index: usize, name: String, message: String },
 }
 
 impl Config {
@@ -315,10 +436,33 @@ impl Config {
                 return Err(fail("duplicate source name".to_string()));
             }
         }
+        let mut names = std::collections::HashSet::new();
+        let mut paths = std::collections::HashSet::new();
+        for (index, watch) in self.watches.iter().enumerate() {
+            let name = watch.effective_name();
+            let fail = |message: String| ConfigError::Watch {
+                path: shown_path.to_string(),
+                index,
+                name: name.clone(),
+                message,
+            };
+            watch.validate().map_err(fail)?;
+            if !names.insert(name.clone()) {
+                return Err(fail("duplicate watch name".to_string()));
+            }
+            if !paths.insert(watch.path.clone()) {
+                return Err(fail("another watch has the same `path`".to_string()));
+            }
+        }
         Ok(())
     }
 
     fn resolve_relative_files(&mut self, base: &Path) {
+        for watch in &mut self.watches {
+            if watch.path.is_relative() {
+                watch.path = base.join(&watch.path);
+            }
+        }
         for dir in [self.integrations_dir.as_mut(), self.policies_dir.as_mut()].into_iter().flatten() {
             if dir.is_relative() {
                 *dir = base.join(&*dir);
@@ -507,5 +651,60 @@ mod tests {
         assert_eq!(cfg.store.retention_days, 30);
         assert_eq!(cfg.ingest.commit_queue, 4096);
         assert!(cfg.sources.is_empty());
+    }
+
+    #[test]
+    fn watch_defaults_and_formats() {
+        let cfg = Config::parse(
+            "[[watch]]\npath = \"/var/log/tetragon/tetragon.log\"\n\
+             [[watch]]\npath = \"/var/log/audit/audit.log\"\nname = \"auditd\"\nformat = \"audit\"\n",
+            "h.toml",
+        )
+        .unwrap();
+        cfg.validate("h.toml").unwrap();
+        let (first, second) = (&cfg.watches[0], &cfg.watches[1]);
+        assert_eq!(first.integration, "generic");
+        assert_eq!(first.format, WatchFormat::Jsonl);
+        assert_eq!(first.rescan_interval_ms, 1000);
+        assert_eq!(first.rotate_wait_ms, 5000);
+        assert_eq!(first.effective_name(), "/var/log/tetragon/tetragon.log");
+        assert_eq!(first.directory(), PathBuf::from("/var/log/tetragon"));
+        assert_eq!(second.format, WatchFormat::Audit);
+        assert_eq!(second.effective_name(), "auditd");
+    }
+
+    #[test]
+    fn watch_errors_name_the_watch() {
+        let cases = [
+            ("[[watch]]\npath = \"/var/*/x.log\"\nname = \"w1\"\n", "only in the file name"),
+            ("[[watch]]\npath = \"/var/log/[x.log\"\nname = \"w1\"\n", "pattern"),
+            ("[[watch]]\npath = \"/var/log/x.log\"\nname = \"a b\"\n", "`name`"),
+            ("[[watch]]\npath = \"/var/log/x.log\"\nname = \"w1\"\nrescan_interval_ms = 0\n", "rescan"),
+            ("[[watch]]\npath = \"/a/x.log\"\nname = \"w1\"\n[[watch]]\npath = \"/b/x.log\"\nname = \"w1\"\n", "duplicate watch name"),
+            ("[[watch]]\npath = \"/a/x.log\"\n[[watch]]\npath = \"/a/x.log\"\nname = \"w1\"\n", "same `path`"),
+        ];
+        for (text, want) in cases {
+            let err = Config::parse(text, "h.toml").unwrap().validate("h.toml").unwrap_err().to_string();
+            assert!(err.starts_with("h.toml: watch "), "{err}");
+            assert!(["\"w1\"", "\"a b\"", "/a/x.log"].iter().any(|n| err.contains(n)), "{err}");
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn watch_rejects_unknown_keys_and_formats() {
+        let err = Config::parse("[[watch]]\npath = \"/x\"\nfollow = true\n", "h.toml").unwrap_err();
+        assert!(err.to_string().starts_with("h.toml:3:1: "), "{err}");
+        let err = Config::parse("[[watch]]\npath = \"/x\"\nformat = \"csv\"\n", "h.toml").unwrap_err();
+        assert!(err.to_string().contains("jsonl"), "{err}");
+    }
+
+    #[test]
+    fn relative_watch_paths_are_resolved_against_the_config_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("haltwire.toml");
+        std::fs::write(&file, "[[watch]]\npath = \"logs/x.jsonl\"\n").unwrap();
+        let cfg = Config::load(&file).unwrap();
+        assert_eq!(cfg.watches[0].path, dir.path().join("logs/x.jsonl"));
     }
 }

@@ -52,6 +52,14 @@ pub struct PipelineHandle {
 }
 
 impl PipelineHandle {
+    /// A handle whose rings go to the returned receiver, not to a pipeline thread (tests of
+    /// the callers that ring).
+    #[cfg(test)]
+    pub fn channel(capacity: usize) -> (PipelineHandle, Receiver<Ring>) {
+        let (tx, rx) = mpsc::sync_channel(capacity);
+        (PipelineHandle { tx }, rx)
+    }
+
     pub fn ring(&self, ring: Ring) {
         match self.tx.try_send(ring) {
             Ok(()) => {}

@@ -1,5 +1,6 @@
 //! `haltwire serve`: opens the data directory, prepares keys and sources, and runs the HTTP
-//! server until SIGINT/SIGTERM, then drains the commit queue and flushes the store.
+//! server and the file watches until SIGINT/SIGTERM, then stops the watches, drains the commit
+//! queue and flushes the store.
 //!
 //! This is wiring only: it knows the order in which parts are built and shut down, not how
 //! any of them work.
@@ -11,6 +12,7 @@ use crate::correlate::tracker::Tracker;
 use crate::correlate::Correlator;
 use crate::decode::{Integrations, IntegrationsError};
 use crate::directive::keys::BrokerKey;
+use crate::ingest::file::{FileIngest, FileIngestError};
 use crate::ingest::http::{self as ingest_http, IngestState};
 use crate::ingest::sources::Sources;
 use crate::pipeline::Pipeline;
@@ -76,6 +78,8 @@ pub enum ServeError {
     Sources(#[from] crate::ingest::sources::SourcesError),
     #[error(transparent)]
     Integrations(#[from] IntegrationsError),
+    #[error(transparent)]
+    Files(#[from] FileIngestError),
     #[error("store: {0}")]
     Store(#[from] store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
@@ -95,15 +99,20 @@ pub struct Prepared {
     pub created: Vec<Created>,
     pub local_addr: SocketAddr,
     pub source_names: Vec<String>,
+    pub watch_names: Vec<String>,
     listener: tokio::net::TcpListener,
     store: Arc<dyn Store>,
     commit: GroupCommit,
+    /// The `[[watch]]` tailers, checked (R13) and with checkpoints loaded; started by `run`.
+    files: FileIngest,
     app: axum::Router,
     ready: Arc<AtomicBool>,
     metrics: PrometheusHandle,
     store_config: StoreConfig,
     /// The stages after ingest, on their own thread.
     pipeline_thread: crate::pipeline::Running,
+    /// Rung by file ingest once a batch is durable (HTTP ingest and the API hold their own).
+    pipeline: crate::pipeline::PipelineHandle,
     /// Reaps dead sessions and tracks agent process trees.
     upkeep: SessionUpkeep,
     /// Keeps the policy folder watched while the broker runs.
@@ -140,6 +149,7 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
     let session_store: Arc<dyn SessionStore> = sled.clone();
     let blocks = Arc::new(ActiveBlocks::load(sled)?);
     let commit = GroupCommit::start(store.clone(), config.ingest.commit_queue);
+    let files = FileIngest::build(&config.watches, &integrations, store.clone())?;
     let ready = Arc::new(AtomicBool::new(false));
 
     let local_host = local_hostname();
@@ -167,7 +177,7 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
                 sessions: session_store,
                 registry,
                 commit: commit.clone(),
-                pipeline,
+                pipeline: pipeline.clone(),
                 blocks,
                 policies: policies.clone(),
                 tokens: Arc::new(tokens),
@@ -187,14 +197,17 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
         created,
         local_addr,
         source_names: sources.names(),
+        watch_names: files.names(),
         listener,
         store,
         commit,
+        files,
         app,
         ready,
         metrics,
         store_config: config.store,
         pipeline_thread,
+        pipeline,
         upkeep,
         _policy_watcher: policy_watcher,
     })
@@ -209,11 +222,13 @@ pub async fn run(
         listener,
         store,
         commit,
+        files,
         app,
         ready,
         metrics,
         store_config,
         pipeline_thread,
+        pipeline,
         upkeep: session_upkeep,
         ..
     } = prepared;
@@ -230,6 +245,8 @@ pub async fn run(
     ));
     let upkeep = tokio::spawn(metrics_upkeep(metrics, stop_rx));
 
+    let files = files.start(commit.clone(), pipeline);
+
     ready.store(true, Ordering::Release);
     let ready_flag = ready.clone();
     let graceful = async move {
@@ -241,6 +258,9 @@ pub async fn run(
     let served = axum::serve(listener, service).with_graceful_shutdown(graceful).await;
 
     let _ = stop_tx.send(true);
+    // Watches first: each finishes the batch it is writing while the committer still runs
+    // (and rings the pipeline, which therefore stops after them).
+    files.shutdown().await;
     session_upkeep.stop();
     pipeline_thread.stop();
     commit.shutdown().await;
@@ -259,20 +279,26 @@ pub async fn run(
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled: call it before announcing that the broker is up, so a signal sent
+/// right after that announcement is a graceful shutdown rather than the default (death).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        let wait = |installed: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match installed {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = wait(interrupt) => {},
+            _ = wait(terminate) => {},
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = terminate => {},
     }
 }
 

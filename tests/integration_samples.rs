@@ -12,65 +12,15 @@
 //! (`shared:edr/<file>` → `../shared/samples/edr/<file>`).
 
 use haltwire::decode::{split_payloads, DecodedView, Integrations};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Expectation {
-    /// What this case shows, printed on failure.
-    about: String,
-    integration: String,
-    input: String,
-    /// One entry per decoded event, in order.
-    events: Vec<Value>,
-    /// Dotted field paths that must be absent in every event.
-    #[serde(default)]
-    absent: Vec<String>,
-}
+#[path = "common/expect.rs"]
+mod expect;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn input_path(input: &str) -> PathBuf {
-    match input.strip_prefix("shared:") {
-        Some(rest) => repo().join("../shared/samples").join(rest),
-        None => repo().join(input),
-    }
-}
-
-/// `a.b.c` inside a JSON value.
-fn dotted<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(value, |v, k| v.get(k)).filter(|v| !v.is_null())
-}
-
-/// Every leaf of `expected` equals the same place in `actual`; returns the mismatches.
-fn subset_mismatches(expected: &Value, actual: &Value, at: &str, out: &mut Vec<String>) {
-    match (expected, actual) {
-        (Value::Object(e), Value::Object(a)) => {
-            for (k, ev) in e {
-                let here = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
-                match a.get(k) {
-                    Some(av) => subset_mismatches(ev, av, &here, out),
-                    None => out.push(format!("{here}: expected {ev}, missing")),
-                }
-            }
-        }
-        (Value::String(e), a) if e == "${hostname}" => {
-            let here = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
-            if a.as_str() != Some(here.as_str()) {
-                out.push(format!("{at}: expected this machine's name {here:?}, got {a}"));
-            }
-        }
-        (e, a) if e != a => out.push(format!("{at}: expected {e}, got {a}")),
-        _ => {}
-    }
-}
+use expect::{dotted, input_path, repo, subset_mismatches, Expectation};
 
 fn check(expect_file: &Path, integrations: &Integrations) -> Result<(), String> {
-    let text = std::fs::read_to_string(expect_file).map_err(|e| e.to_string())?;
-    let exp: Expectation = serde_json::from_str(&text).map_err(|e| format!("bad expectation file: {e}"))?;
+    let exp: Expectation = expect::load(expect_file)?;
     let input = input_path(&exp.input);
     let payload = std::fs::read_to_string(&input).map_err(|e| format!("{}: {e}", input.display()))?;
     let decoder = integrations.get(&exp.integration).ok_or(format!("no integration {}", exp.integration))?;

@@ -26,6 +26,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let prepared = server::prepare(ServeSettings { listen, data_dir: data_dir.clone(), config }).await?;
+        // Before anything says the broker is up: a SIGTERM from then on shuts it down cleanly.
+        let shutdown = server::shutdown_signal();
         for note in &prepared.created {
             eprintln!("haltwire: {note}");
         }
@@ -38,9 +40,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             addr = %prepared.local_addr,
             data_dir = %data_dir.display(),
             sources = ?prepared.source_names,
+            watches = ?prepared.watch_names,
             "ready"
         );
-        server::run(prepared, server::shutdown_signal()).await?;
+        server::run(prepared, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

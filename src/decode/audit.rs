@@ -159,6 +159,12 @@ impl AuditGrouper {
         self.open.len()
     }
 
+    /// The caller's positions (`at`) of the open events' first lines, oldest event first: a
+    /// tailer must not checkpoint past the oldest of them.
+    pub fn pending_positions(&self) -> impl Iterator<Item = usize> + '_ {
+        self.open.iter().map(|e| e.at)
+    }
+
     /// How many records were dropped because their event already held
     /// [`MAX_RECORDS_PER_EVENT`] records or [`MAX_EVENT_BYTES`] bytes.
     pub fn dropped_records(&self) -> u64 {
@@ -767,6 +773,19 @@ mod tests {
         assert!(g.push_line(3, &line("EOE", 5, "")).is_empty());
         g.push_line(4, &line("PROCTITLE", 5, "proctitle=6C73"));
         assert_eq!(g.finish().len(), 1);
+    }
+
+    #[test]
+    fn pending_positions_name_the_open_events_first_lines_oldest_first() {
+        let mut g = AuditGrouper::new();
+        g.push_line(10, &line("SYSCALL", 1, "pid=1"));
+        g.push_line(11, &line("SYSCALL", 2, "pid=2"));
+        g.push_line(12, &line("CWD", 1, "cwd=\"/\""));
+        assert_eq!(g.pending_positions().collect::<Vec<_>>(), [10, 11]);
+        g.push_line(13, &line("EOE", 1, ""));
+        assert_eq!(g.pending_positions().collect::<Vec<_>>(), [11]);
+        g.finish();
+        assert_eq!(g.pending_positions().count(), 0);
     }
 
     #[test]

@@ -15,6 +15,12 @@
 //! Why the committer writes, not each request: sled 0.34 makes every transaction roll and write
 //! its I/O buffer, so a transaction per event cost more than the rest of ingest put together.
 //!
+//! A caller that writes on its own can still hand over an empty slot ([`CommitSlot::durable`])
+//! to wait for a flush that starts after its write: file ingest does, because each file batch is
+//! its events and the file's checkpoint in one transaction of its own ([`Store::put_file_batch`]),
+//! written by the tailer on the blocking pool so that its reading state moves on only once that
+//! write has succeeded.
+//!
 //! Deliberately not here: building events and dedup keys (the caller does), HTTP status
 //! mapping, and any timeout (the caller decides how long a request may wait).
 
@@ -103,6 +109,19 @@ impl GroupCommit {
                     mpsc::error::TrySendError::Closed(_) => Overloaded::ShuttingDown,
                 })
             }
+        }
+    }
+
+    /// Waits for a place in the queue instead of refusing: for file ingest, which reads at its
+    /// own pace and has nobody to answer `429` to, so a full queue just slows it down. Nothing
+    /// is dropped, so nothing is counted. Refuses only once shutdown has begun.
+    pub async fn reserve_wait(&self) -> Result<CommitSlot, Overloaded> {
+        match self.queue.clone().reserve_owned().await {
+            Ok(permit) => {
+                set_depth(&self.queue);
+                Ok(CommitSlot { permit })
+            }
+            Err(_) => Err(Overloaded::ShuttingDown),
         }
     }
 
@@ -354,6 +373,21 @@ mod tests {
         tickets.send(()).unwrap(); // flush 2 completes
         late.await.unwrap();
         assert_eq!(probe.flushes(), 2);
+    }
+
+    #[tokio::test]
+    async fn reserve_wait_waits_for_room_and_stops_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = Probe::new(dir.path(), false);
+        let commit = GroupCommit::start(probe.store.clone(), 1);
+        let held = commit.reserve().unwrap();
+        let mut waiting = Box::pin(commit.reserve_wait());
+        assert!(poll_once(&mut waiting).await.is_pending(), "the queue is full");
+        drop(held);
+        let slot = waiting.await.unwrap();
+        slot.durable().await.unwrap();
+        commit.shutdown().await;
+        assert_eq!(commit.reserve_wait().await.err(), Some(Overloaded::ShuttingDown));
     }
 
     #[tokio::test]

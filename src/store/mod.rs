@@ -7,6 +7,10 @@
 //! and one fsync per request (§5.10). The SOC API reads events back in arrival order; a background
 //! [`run_retention`] loop keeps the store within its age and size limits.
 //!
+//! File ingest writes a run of decoded lines and the file's new checkpoint in one transaction
+//! ([`Store::put_file_batch`]), so a restart resumes exactly after the last stored line, and
+//! then waits on an empty [`GroupCommit`] slot for the flush that covers it.
+//!
 //! Deliberately not here: HTTP, authentication, decoding and policy. The store does not know
 //! what an event means or who sent it; it keeps bytes in order, once, and durably.
 //!
@@ -70,6 +74,68 @@ pub trait Store: Send + Sync + 'static {
 
     /// Number of stored events. Cheap: never touches the disk or sled's lock.
     fn event_count(&self) -> u64;
+
+    /// File ingest's unit of progress, atomically (one sled transaction over the dedup, events,
+    /// meta and checkpoint trees): each event is stored unless its dedup key is live (exactly as
+    /// [`Store::put_once`]), and the file's checkpoint is replaced by `batch.checkpoint`.
+    /// A crash therefore leaves either the events and the new checkpoint, or neither.
+    ///
+    /// Returns one outcome per event, in order. NOT durable until a flush, like `put_once`:
+    /// file ingest reserves a [`CommitSlot`] before this call and awaits
+    /// [`CommitSlot::durable`] after it, whose flush starts after this write.
+    fn put_file_batch(&self, batch: &FileBatch) -> Result<Vec<PutOutcome>, StoreError>;
+
+    /// Every checkpoint stored for `watch`, in key order.
+    fn file_checkpoints(&self, watch: &str) -> Result<Vec<(FileId, FileCheckpoint)>, StoreError>;
+
+    /// Forgets a file's checkpoint (the file is gone). Not durable until a flush; losing the
+    /// removal to a crash only means it is done again.
+    fn remove_file_checkpoint(&self, watch: &str, file: FileId) -> Result<(), StoreError>;
+}
+
+/// A file's identity while it exists: device and inode. A rename keeps it; a copy does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileId {
+    /// `st_dev`: inode numbers are only unique within one filesystem.
+    pub dev: u64,
+    /// `st_ino`: follows the file through renames (rename rotation).
+    pub ino: u64,
+}
+
+/// How far a watch has durably read one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCheckpoint {
+    /// Bytes consumed: every line before this offset is stored or was counted as skipped.
+    /// Reading resumes here after a restart.
+    pub offset: u64,
+    /// Lines before `offset`, so log messages can name `file:line` after a restart.
+    pub line: u64,
+    /// A digest of the bytes just before `offset` (file ingest decides which). It proves the
+    /// file still holds what was read: a truncated-and-regrown file or a reused inode fails the
+    /// check, and a copy of the file (copytruncate) passes it.
+    pub fingerprint: [u8; 16],
+    /// The file is a copy of another file being read (copytruncate, before the truncation):
+    /// it is not read past `offset` until the original is truncated or the copy diverges.
+    /// Stored so a restart does not read the copy's lines a second time.
+    pub held_copy: bool,
+    /// The file's name when last read; for operators and logs, never for identity.
+    pub path: std::path::PathBuf,
+}
+
+/// What [`Store::put_file_batch`] writes: the events decoded from a run of lines of one file,
+/// and where reading that file stands afterwards.
+#[derive(Debug)]
+pub struct FileBatch {
+    /// The `[[watch]]` name: checkpoints are per watch, so two watches of one file are independent.
+    pub watch: String,
+    /// The file the lines came from.
+    pub file: FileId,
+    /// Events with their dedup keys (file ingest keys each on the line's position and digest,
+    /// a second guard behind the checkpoint). May be empty: skipped lines still move the
+    /// checkpoint.
+    pub events: Vec<(DedupRecord, SecurityEvent)>,
+    /// The file's checkpoint after these lines.
+    pub checkpoint: FileCheckpoint,
 }
 
 /// A sender-scoped "have I seen this before" key, kept apart from the event so a replay is

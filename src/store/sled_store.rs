@@ -6,6 +6,10 @@
 //! - `dedup`: sender dedup key → `[format 1][event id: 16][expires_at: i64 BE]`.
 //! - `meta`: `event_count` → u64 BE, updated in the same transactions that add or remove
 //!   events, so the count is exact after a crash and costs nothing to load on open.
+//! - `file_checkpoints`: `watch name, 0x00, dev: u64 BE, ino: u64 BE` →
+//!   `[format 1][offset: u64 BE][line: u64 BE][fingerprint: 16][flags: 1][path bytes]` (flag bit 0:
+//!   held copy), written in the same
+//!   transaction as the events read up to that offset.
 //!
 //! Deliberately not here: flushing policy (that is [`super::GroupCommit`]), when to sweep
 //! ([`super::run_retention`]), and anything about what an event means.
@@ -19,17 +23,26 @@ use sled::{IVec, Transactional};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{DedupRecord, EventQuery, PutOutcome, PutRequest, Retention, Store, StoreError, SweepReport};
+use super::{
+    DedupRecord, EventQuery, FileBatch, FileCheckpoint, FileId, PutOutcome, PutRequest, Retention, Store,
+    StoreError, SweepReport,
+};
 use crate::event::SecurityEvent;
 
 const EVENTS_TREE: &str = "events";
 const DEDUP_TREE: &str = "dedup";
 const META_TREE: &str = "meta";
+const CHECKPOINTS_TREE: &str = "file_checkpoints";
 const EVENT_COUNT_KEY: &[u8] = b"event_count";
 
 /// First byte of every dedup value, so the layout can change later without guessing.
 const DEDUP_FORMAT: u8 = 1;
 const DEDUP_VALUE_LEN: usize = 1 + 16 + 8;
+
+/// First byte of every checkpoint value, for the same reason.
+const CHECKPOINT_FORMAT: u8 = 1;
+/// Checkpoint value bytes before the path.
+const CHECKPOINT_FIXED_LEN: usize = 1 + 8 + 8 + 16 + 1;
 
 /// Events removed per sweep transaction. Each transaction holds sled's global write lock, so a
 /// small batch keeps ingest from stalling behind a large retention backlog.
@@ -51,6 +64,8 @@ pub struct SledStore {
     dedup: sled::Tree,
     /// The persistent event count (see the module doc).
     pub(super) meta: sled::Tree,
+    /// File ingest checkpoints, per watch and file (see the module doc).
+    checkpoints: sled::Tree,
     /// Registered agent sessions: session id (16 bytes) → `Session` JSON.
     pub(super) sessions: sled::Tree,
     /// The command ledger: session id (16 bytes) ‖ call id → `CommandRecord` JSON.
@@ -83,6 +98,7 @@ impl SledStore {
         let events = db.open_tree(EVENTS_TREE)?;
         let dedup = db.open_tree(DEDUP_TREE)?;
         let meta = db.open_tree(META_TREE)?;
+        let checkpoints = db.open_tree(CHECKPOINTS_TREE)?;
         let count = load_event_count(&events, &meta)?;
         Ok(SledStore {
             sessions: db.open_tree("sessions")?,
@@ -94,6 +110,7 @@ impl SledStore {
             events,
             dedup,
             meta,
+            checkpoints,
             count: AtomicI64::new(i64::try_from(count).unwrap_or(i64::MAX)),
         })
     }
@@ -103,7 +120,14 @@ impl SledStore {
     /// its I/O threads), so one transaction per event cost more than the rest of ingest put
     /// together; one per group commit amortises it. A later pair sees an earlier pair's dedup
     /// entry (the transaction reads its own writes), so one key is stored once per batch too.
-    fn put_all(&self, pairs: &[(&DedupRecord, &SecurityEvent)]) -> Result<Vec<PutOutcome>, StoreError> {
+    ///
+    /// `checkpoint` (key, value), if given, is written in the same transaction: file ingest's
+    /// events and the file's new checkpoint are stored together or not at all.
+    fn put_all(
+        &self,
+        pairs: &[(&DedupRecord, &SecurityEvent)],
+        checkpoint: Option<(&[u8], &[u8])>,
+    ) -> Result<Vec<PutOutcome>, StoreError> {
         // Encoded outside the closure: sled may run it more than once.
         let encoded = pairs
             .iter()
@@ -114,8 +138,8 @@ impl SledStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let now = unix_now();
-        let outcomes = (&self.dedup, &self.events, &self.meta)
-            .transaction(|(dedup_tx, events_tx, meta_tx)| {
+        let outcomes = (&self.dedup, &self.events, &self.meta, &self.checkpoints)
+            .transaction(|(dedup_tx, events_tx, meta_tx, checkpoints_tx)| {
                 let mut outcomes = Vec::with_capacity(pairs.len());
                 for ((dedup, event), (value, key, dedup_value)) in pairs.iter().zip(&encoded) {
                     if let Some(existing) = dedup_tx.get(&dedup.key)? {
@@ -138,6 +162,9 @@ impl SledStore {
                     let count = decode_count(meta_tx.get(EVENT_COUNT_KEY)?.as_deref())
                         .map_err(ConflictableTransactionError::Abort)?;
                     meta_tx.insert(EVENT_COUNT_KEY, &count.saturating_add(stored).to_be_bytes()[..])?;
+                }
+                if let Some((key, value)) = checkpoint {
+                    checkpoints_tx.insert(key, value)?;
                 }
                 Ok(outcomes)
             })
@@ -221,13 +248,13 @@ impl SledStore {
 
 impl Store for SledStore {
     fn put_once(&self, dedup: &DedupRecord, event: &SecurityEvent) -> Result<PutOutcome, StoreError> {
-        let outcomes = self.put_all(&[(dedup, event)])?;
+        let outcomes = self.put_all(&[(dedup, event)], None)?;
         outcomes.into_iter().next().ok_or_else(|| StoreError::Task("empty transaction result".into()))
     }
 
     fn put_batch(&self, items: &[PutRequest]) -> Result<Vec<PutOutcome>, StoreError> {
         let pairs: Vec<_> = items.iter().map(|item| (&item.dedup, &item.event)).collect();
-        self.put_all(&pairs)
+        self.put_all(&pairs, None)
     }
 
     fn event(&self, id: Uuid) -> Result<Option<SecurityEvent>, StoreError> {
@@ -276,6 +303,28 @@ impl Store for SledStore {
 
     fn event_count(&self) -> u64 {
         u64::try_from(self.count.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    fn put_file_batch(&self, batch: &FileBatch) -> Result<Vec<PutOutcome>, StoreError> {
+        let pairs: Vec<_> = batch.events.iter().map(|(dedup, event)| (dedup, event)).collect();
+        let key = checkpoint_key(&batch.watch, batch.file);
+        let value = encode_checkpoint(&batch.checkpoint);
+        self.put_all(&pairs, Some((key.as_slice(), value.as_slice())))
+    }
+
+    fn file_checkpoints(&self, watch: &str) -> Result<Vec<(FileId, FileCheckpoint)>, StoreError> {
+        let prefix = checkpoint_prefix(watch);
+        let mut all = Vec::new();
+        for item in self.checkpoints.scan_prefix(&prefix) {
+            let (key, value) = item?;
+            all.push(decode_checkpoint(&prefix, &key, &value)?);
+        }
+        Ok(all)
+    }
+
+    fn remove_file_checkpoint(&self, watch: &str, file: FileId) -> Result<(), StoreError> {
+        self.checkpoints.remove(checkpoint_key(watch, file))?;
+        Ok(())
     }
 }
 
@@ -373,6 +422,64 @@ fn decode_dedup(key: &[u8], value: &[u8]) -> Result<DedupEntry, StoreError> {
     let id = Uuid::from_slice(id).map_err(|err| corrupt(err.to_string()))?;
     let expires_at: [u8; 8] = expires_at.try_into().map_err(|_| corrupt("bad expiry".into()))?;
     Ok(DedupEntry { id, expires_at: i64::from_be_bytes(expires_at) })
+}
+
+/// `watch, 0x00`: watch names never contain NUL (paths cannot), so prefixes never overlap.
+fn checkpoint_prefix(watch: &str) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(watch.len() + 1);
+    prefix.extend_from_slice(watch.as_bytes());
+    prefix.push(0);
+    prefix
+}
+
+fn checkpoint_key(watch: &str, file: FileId) -> Vec<u8> {
+    let mut key = checkpoint_prefix(watch);
+    key.extend_from_slice(&file.dev.to_be_bytes());
+    key.extend_from_slice(&file.ino.to_be_bytes());
+    key
+}
+
+fn encode_checkpoint(checkpoint: &FileCheckpoint) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = checkpoint.path.as_os_str().as_bytes();
+    let mut value = Vec::with_capacity(CHECKPOINT_FIXED_LEN + path.len());
+    value.push(CHECKPOINT_FORMAT);
+    value.extend_from_slice(&checkpoint.offset.to_be_bytes());
+    value.extend_from_slice(&checkpoint.line.to_be_bytes());
+    value.extend_from_slice(&checkpoint.fingerprint);
+    value.push(u8::from(checkpoint.held_copy));
+    value.extend_from_slice(path);
+    value
+}
+
+fn decode_checkpoint(
+    prefix: &[u8],
+    key: &[u8],
+    value: &[u8],
+) -> Result<(FileId, FileCheckpoint), StoreError> {
+    use std::os::unix::ffi::OsStrExt;
+    let corrupt = |reason: String| StoreError::Corrupt { tree: CHECKPOINTS_TREE, key: show_key(key), reason };
+    let id = key.get(prefix.len()..).filter(|id| id.len() == 16).ok_or_else(|| corrupt("bad key".into()))?;
+    let u64_at = |bytes: &[u8], at: usize| -> Option<u64> {
+        bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
+    };
+    let file = FileId {
+        dev: u64_at(id, 0).ok_or_else(|| corrupt("bad key".into()))?,
+        ino: u64_at(id, 8).ok_or_else(|| corrupt("bad key".into()))?,
+    };
+    if value.first() != Some(&CHECKPOINT_FORMAT) || value.len() < CHECKPOINT_FIXED_LEN {
+        return Err(corrupt(format!("format {:?}, {} bytes", value.first(), value.len())));
+    }
+    let bad = || corrupt("short value".into());
+    let fingerprint: [u8; 16] = value.get(17..33).and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
+    let checkpoint = FileCheckpoint {
+        offset: u64_at(value, 1).ok_or_else(bad)?,
+        line: u64_at(value, 9).ok_or_else(bad)?,
+        fingerprint,
+        held_copy: value.get(33).is_some_and(|flags| flags & 1 == 1),
+        path: std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&value[CHECKPOINT_FIXED_LEN..])),
+    };
+    Ok((file, checkpoint))
 }
 
 /// `None` only before the counter was first written; open always writes it.
@@ -662,5 +769,97 @@ mod tests {
         key[14] = 0x01;
         let next = key_after(key);
         assert_eq!(next[14..], [0x02, 0x00]);
+    }
+
+    fn file_batch(
+        watch: &str,
+        ino: u64,
+        offset: u64,
+        events: Vec<(DedupRecord, SecurityEvent)>,
+    ) -> FileBatch {
+        FileBatch {
+            watch: watch.into(),
+            file: FileId { dev: 7, ino },
+            events,
+            checkpoint: FileCheckpoint {
+                offset,
+                line: offset / 10,
+                fingerprint: [offset as u8; 16],
+                held_copy: offset % 2 == 1,
+                path: format!("/var/log/{watch}.log").into(),
+            },
+        }
+    }
+
+    #[test]
+    fn file_batch_stores_events_and_checkpoint_together_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (event_at(1_000), event_at(2_000));
+        {
+            let store = open(dir.path());
+            let batch = file_batch(
+                "w",
+                42,
+                100,
+                vec![(dedup("line-a", far_future()), a.clone()), (dedup("line-b", far_future()), b.clone())],
+            );
+            let outcomes = store.put_file_batch(&batch).unwrap();
+            assert_eq!(outcomes, vec![PutOutcome::Stored(a.id), PutOutcome::Stored(b.id)]);
+            store.put_file_batch(&file_batch("other", 42, 5, vec![])).unwrap();
+            store.flush().unwrap();
+        }
+        let store = open(dir.path());
+        assert_eq!(store.event_count(), 2);
+        assert_eq!(all(&store), vec![a.id, b.id]);
+        let checkpoints = store.file_checkpoints("w").unwrap();
+        assert_eq!(
+            checkpoints,
+            vec![(FileId { dev: 7, ino: 42 }, file_batch("w", 42, 100, vec![]).checkpoint)]
+        );
+        assert_eq!(store.file_checkpoints("other").unwrap()[0].1.offset, 5);
+        assert!(store.file_checkpoints("other").unwrap()[0].1.held_copy, "flags round-trip");
+        assert!(store.file_checkpoints("ot").unwrap().is_empty(), "prefixes do not overlap");
+
+        // A replayed line is a duplicate; the checkpoint still moves.
+        let again = store
+            .put_file_batch(&file_batch("w", 42, 150, vec![(dedup("line-b", far_future()), event_at(3_000))]))
+            .unwrap();
+        assert_eq!(again, vec![PutOutcome::Duplicate(b.id)]);
+        assert_eq!(store.event_count(), 2);
+        assert_eq!(store.file_checkpoints("w").unwrap()[0].1.offset, 150);
+
+        store.remove_file_checkpoint("w", FileId { dev: 7, ino: 42 }).unwrap();
+        assert!(store.file_checkpoints("w").unwrap().is_empty());
+        assert_eq!(store.file_checkpoints("other").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn failed_file_batch_moves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let taken = event_at(1_000);
+        store.put_once(&dedup("x", far_future()), &taken).unwrap();
+        store.put_file_batch(&file_batch("w", 1, 10, vec![])).unwrap();
+        let batch = file_batch(
+            "w",
+            1,
+            99,
+            vec![(dedup("new", far_future()), event_at(2_000)), (dedup("y", far_future()), taken)],
+        );
+        assert!(matches!(store.put_file_batch(&batch), Err(StoreError::IdCollision(_))));
+        assert_eq!(store.file_checkpoints("w").unwrap()[0].1.offset, 10, "checkpoint rolled back");
+        assert!(store.dedup.get("new").unwrap().is_none(), "first event rolled back");
+        assert_eq!(store.event_count(), 1);
+    }
+
+    #[test]
+    fn corrupt_checkpoint_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store.checkpoints.insert(checkpoint_key("w", FileId { dev: 1, ino: 2 }), &b"\x01short"[..]).unwrap();
+        assert!(matches!(
+            store.file_checkpoints("w"),
+            Err(StoreError::Corrupt { tree: "file_checkpoints", .. })
+        ));
     }
 }

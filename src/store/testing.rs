@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    DedupRecord, EventQuery, PutOutcome, PutRequest, Retention, SledStore, Store, StoreError, SweepReport,
+    DedupRecord, EventQuery, FileBatch, FileCheckpoint, FileId, PutOutcome, PutRequest, Retention, SledStore,
+    Store, StoreError, SweepReport,
 };
 use crate::event::{EventBody, SecurityEvent, Trust};
 
@@ -131,5 +132,14 @@ impl Store for ProbeStore {
     }
     fn event_count(&self) -> u64 {
         self.inner.event_count()
+    }
+    fn put_file_batch(&self, batch: &FileBatch) -> Result<Vec<PutOutcome>, StoreError> {
+        self.inner.put_file_batch(batch)
+    }
+    fn file_checkpoints(&self, watch: &str) -> Result<Vec<(FileId, FileCheckpoint)>, StoreError> {
+        self.inner.file_checkpoints(watch)
+    }
+    fn remove_file_checkpoint(&self, watch: &str, file: FileId) -> Result<(), StoreError> {
+        self.inner.remove_file_checkpoint(watch, file)
     }
 }
