@@ -38,6 +38,23 @@ enum Key {
     Url(String),
 }
 
+/// The keys a block is indexed under: only the kinds of object its scope can match on, so a
+/// common object (the `fetch` family, say) does not make every block a candidate. A similar-
+/// scope block always needs a shared command, file, host or URL (see [`denies`]).
+fn index_keys(block: &Block) -> Vec<Key> {
+    keys(&block.objects)
+        .into_iter()
+        .filter(|k| match block.scope {
+            ScopeKind::Command => matches!(k, Key::Command(_)),
+            ScopeKind::Similar => !matches!(k, Key::Exe(_) | Key::Family(_)),
+            ScopeKind::Path => matches!(k, Key::Path(_)),
+            ScopeKind::Host => matches!(k, Key::Host(_) | Key::Url(_)),
+            ScopeKind::Binary => matches!(k, Key::Exe(_) | Key::Family(_)),
+            ScopeKind::Session => false,
+        })
+        .collect()
+}
+
 fn keys(o: &Objects) -> Vec<Key> {
     let mut out = Vec::new();
     out.extend(o.commands.iter().cloned().map(Key::Command));
@@ -68,7 +85,7 @@ impl BlockIndex {
         if block.kind == BlockKind::HaltSession || block.scope == ScopeKind::Session {
             session.wide.insert(id);
         } else {
-            for key in keys(&block.objects) {
+            for key in index_keys(&block) {
                 let ids = session.by_object.entry(key).or_default();
                 if !ids.contains(&id) {
                     ids.push(id);
@@ -83,7 +100,7 @@ impl BlockIndex {
         let Some(session) = self.sessions.get_mut(&session_id) else { return };
         let Some(block) = session.blocks.remove(&block_id) else { return };
         session.wide.remove(&block_id);
-        for key in keys(&block.objects) {
+        for key in index_keys(&block) {
             if let Some(ids) = session.by_object.get_mut(&key) {
                 ids.retain(|b| *b != block_id);
                 if ids.is_empty() {
