@@ -26,6 +26,7 @@ pub mod correlate;
 pub mod decode;
 pub mod directive;
 pub mod event;
+pub mod http_serve;
 pub mod ingest;
 pub mod pipeline;
 pub mod policy;
