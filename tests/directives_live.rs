@@ -274,6 +274,24 @@ fn directives_reach_the_session_by_get_sse_and_inbox_and_survive_kill_9_until_ac
     let (stdout, _) = inbox_read(&data, &xdg, &sid);
     assert!(!stdout.is_empty() && !stdout.contains("Do not retry it"), "{stdout}");
 
+    let openapi = broker.get("/openapi.json", None).json();
+    for path in [
+        "/v1/sessions/{id}/directives",
+        "/v1/sessions/{id}/directives/stream",
+        "/v1/sessions/{id}/directives/{jti}/ack",
+    ] {
+        assert!(openapi["paths"].get(path).is_some(), "openapi lacks {path}");
+    }
+    let metrics = broker.get("/metrics", None).body;
+    for needle in [
+        "haltwire_directives_enqueued_total{type=\"do_not_retry\"} 1",
+        "haltwire_directives_enqueued_total{type=\"cleared\"} 1",
+        "haltwire_directives_acked_total{by=\"api\"} 1",
+        "haltwire_directive_pushes_total{channel=\"inbox\",outcome=\"written\"}",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+
     // 6. kill -9 and restart: the unacknowledged `cleared` directive is still pending, the
     // acknowledged one is not, and numbering goes on.
     drop(live);
@@ -288,4 +306,8 @@ fn directives_reach_the_session_by_get_sse_and_inbox_and_survive_kill_9_until_ac
         200
     );
     assert!(pending(&broker, &sid, &token).is_empty());
+
+    // An open stream does not hold up a graceful shutdown.
+    let _open = Sse::open(&broker, &sid, &token, None);
+    assert_eq!(broker.terminate(), Some(0));
 }
