@@ -6,6 +6,7 @@
 mod bench;
 mod blocks;
 mod event;
+mod inbox;
 mod integrations;
 mod keys;
 mod policy;
@@ -55,6 +56,9 @@ enum Command {
     Policy(policy::PolicyCommand),
     /// Verify a directive envelope against the broker's published keys and print it.
     Verify(verify::VerifyArgs),
+    /// Read a session's directive inbox (agent side): print verified notices.
+    #[command(subcommand)]
+    Inbox(inbox::InboxCommand),
 }
 
 /// Where the data directory is, shared by every subcommand that reads it.
@@ -105,6 +109,7 @@ pub fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Verify(args) => verify::run(args),
+        Command::Inbox(cmd) => inbox::run(cmd),
     };
     match result {
         Ok(code) => code,
