@@ -125,6 +125,10 @@ pub struct Pipeline {
     missed: Arc<AtomicBool>,
     /// Recently unmatched or ambiguous events, for late binding.
     late: VecDeque<Uuid>,
+    /// The newest event id a scan has looked at in this run. Only a scan can have correlated
+    /// an event before its (single) ring is handled, so for a newer id the stored-correlation
+    /// check is skipped.
+    scanned_upto: Option<Uuid>,
 }
 
 /// A running pipeline: stop it with [`Running::stop`].
@@ -163,6 +167,7 @@ impl Pipeline {
             rx,
             missed: missed.clone(),
             late: VecDeque::new(),
+            scanned_upto: None,
         };
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -223,11 +228,11 @@ impl Pipeline {
 
     /// Runs the stages for one stored event, read from the store, unless they already ran.
     fn process(&mut self, id: Uuid, candidates: &mut Option<Candidates>) -> Result<(), StoreError> {
-        if self.sessions.has_correlation(id)? {
+        if self.done_before(id)? {
             return Ok(());
         }
         let Some(event) = self.store.event(id)? else { return Ok(()) };
-        self.process_event(&event, candidates)
+        self.correlate_with(&event, candidates)
     }
 
     /// Runs the stages for one stored event unless they already ran.
@@ -236,9 +241,27 @@ impl Pipeline {
         event: &SecurityEvent,
         candidates: &mut Option<Candidates>,
     ) -> Result<(), StoreError> {
-        if self.sessions.has_correlation(event.id)? {
+        if self.done_before(event.id)? {
             return Ok(());
         }
+        self.correlate_with(event, candidates)
+    }
+
+    /// Whether the event already has its correlation. Every event is rung once, so only a scan
+    /// can have got there first, and only for an id it has seen; newer ids skip the store.
+    fn done_before(&self, id: Uuid) -> Result<bool, StoreError> {
+        if self.scanned_upto.is_none_or(|upto| id > upto) {
+            return Ok(false);
+        }
+        self.sessions.has_correlation(id)
+    }
+
+    /// Correlates with the batch's candidates, loading them on first use.
+    fn correlate_with(
+        &mut self,
+        event: &SecurityEvent,
+        candidates: &mut Option<Candidates>,
+    ) -> Result<(), StoreError> {
         let loaded = match candidates {
             Some(loaded) => loaded,
             None => candidates.insert(self.candidates()?),
@@ -362,6 +385,8 @@ impl Pipeline {
             // reading only the key and the correlation's presence is far cheaper than the event.
             let page = self.store.event_ids(&EventQuery { after, since, limit: SCAN_PAGE })?;
             let Some(&last) = page.last() else { break };
+            // Before processing: `process` must check the store for every id of this page.
+            self.scanned_upto = self.scanned_upto.max(Some(last));
             let mut candidates = None;
             for &id in &page {
                 self.process(id, &mut candidates)?;
