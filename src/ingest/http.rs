@@ -118,6 +118,7 @@ pub async fn ingest(
         Ok((accepted, trust)) => {
             telemetry::IngestAccepted {
                 source: &source.name,
+                series: &source.series,
                 trust,
                 duplicate: accepted.duplicate,
                 event_id: accepted.event_id,
@@ -181,7 +182,11 @@ async fn accept(
         // A retried batch of which some events were stored before is not a duplicate: the
         // retry stored the rest.
         duplicate: written.iter().all(|w| matches!(w.outcome, PutOutcome::Duplicate(_))),
-        event_ids: if written.len() > 1 { written.iter().map(|w| w.outcome.id()).collect() } else { Vec::new() },
+        event_ids: if written.len() > 1 {
+            written.iter().map(|w| w.outcome.id()).collect()
+        } else {
+            Vec::new()
+        },
     };
     for Written { outcome, request } in written {
         if let PutOutcome::Stored(_) = outcome {
