@@ -39,7 +39,12 @@ const QUEUE_CAPACITY: usize = 4096;
 /// queue's memory stays bounded (about `QUEUE_CAPACITY` × twice this).
 const MAX_RING_EVENT_RAW: usize = 8 * 1024;
 /// Most rings handled as one batch (one load of sessions and ledgers).
-const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 1024;
+/// Pause after a batch, so that the rings of a busy ingest gather into the next batch instead
+/// of waking this thread once per event: each wake-up is a context switch on the core that
+/// also serves ingest, and this thread's store reads would interleave with the committer's
+/// transactions. It delays correlation, never the ingest answer.
+const PACE: Duration = Duration::from_millis(5);
 /// How far behind the cursor each scan starts again: longer than any commit takes.
 const SCAN_OVERLAP_MS: i64 = 5_000;
 /// How often the store is scanned while a ring may have been missed.
@@ -189,6 +194,7 @@ impl Pipeline {
                         }
                     }
                     self.handle(batch);
+                    std::thread::sleep(PACE);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
