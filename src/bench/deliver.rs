@@ -89,8 +89,11 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// One posted event: its index, when it was sent, and the event id once acknowledged.
+type SentEvent = (usize, Instant, Option<String>);
+
 pub fn run(settings: DeliverSettings) -> Result<DeliverReport, BenchError> {
-    if !(settings.rate > 0.0) || settings.senders == 0 {
+    if settings.rate.is_nan() || settings.rate <= 0.0 || settings.senders == 0 {
         return Err(BenchError::Settings("--rate and --senders must be positive".into()));
     }
     let mut sleeper =
@@ -145,7 +148,7 @@ fn measure(settings: &DeliverSettings, pid: u32) -> Result<DeliverReport, BenchE
         .collect();
     let (tx, rx) = mpsc::channel::<(usize, Instant, (String, String, Vec<u8>))>();
     let rx = Arc::new(Mutex::new(rx));
-    let sent: Arc<Mutex<Vec<(usize, Instant, Option<String>)>>> = Arc::default();
+    let sent: Arc<Mutex<Vec<SentEvent>>> = Arc::default();
     let mut senders = Vec::new();
     for _ in 0..settings.senders {
         let (rx, sent, url) = (rx.clone(), sent.clone(), settings.url.clone());
