@@ -6,4 +6,7 @@
 //! are shared by every agent integration; agent-specific shapes live in their own files.
 
 pub mod client;
+pub mod hook;
+pub mod install;
+pub mod process;
 pub mod state;
