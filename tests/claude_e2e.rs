@@ -147,6 +147,28 @@ fn wait_for_block(broker: &Broker, soc: &str, event_id: &str) -> String {
     }
 }
 
+/// The hook's own record of the session (in the isolated HOME): its session id and token.
+fn session_credentials(home: &Path) -> Option<(String, String)> {
+    let dir = home.join(".local/state/haltwire/agents/claude-code");
+    let file =
+        std::fs::read_dir(dir).ok()?.flatten().find(|e| e.path().extension().is_some_and(|x| x == "json"))?;
+    let state: Value = serde_json::from_slice(&std::fs::read(file.path()).ok()?).ok()?;
+    Some((state["session_id"].as_str()?.to_string(), state["token"].as_str()?.to_string()))
+}
+
+fn wait_for_pending_directive(broker: &Broker, home: &Path, deadline: Instant) {
+    let (sid, token) = session_credentials(home).expect("the hook registered the session");
+    loop {
+        let list = broker.get(&format!("/v1/sessions/{sid}/directives"), Some(&token));
+        assert_eq!(list.status, 200, "{}", list.body);
+        if !list.json()["directives"].as_array().unwrap().is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the block's directive never became pending");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 fn deny_text(request: &Value, call_id: &str) -> String {
     let result = tool_result(request, call_id).unwrap_or_else(|| panic!("no tool_result for {call_id}"));
     assert_eq!(result["is_error"], true, "{call_id} was not denied: {result}");
@@ -222,6 +244,9 @@ fn a_blocked_command_is_explained_and_its_retries_are_denied_until_the_soc_clear
     let event_id = posted.json()["event_id"].as_str().unwrap().to_string();
     let block_id = wait_for_block(&broker, &soc, &event_id);
     *block_slot.lock().unwrap() = Some(block_id.clone());
+    // Release the command only once the block's directive is deliverable, as it would be by
+    // the time a real EDR's kill reaches the agent.
+    wait_for_pending_directive(&broker, &root.path().join("home"), deadline);
     std::fs::write(proj.join("denied"), "").unwrap();
     std::fs::write(proj.join("go"), "").unwrap();
 

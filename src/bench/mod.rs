@@ -9,6 +9,7 @@
 //! clean run is also an end-to-end check that the two agree. Performance claims come from these
 //! tools, never from timed assertions in tests.
 
+pub mod deliver;
 pub mod floor;
 pub mod load;
 pub mod startup;

@@ -7,6 +7,7 @@ mod bench;
 mod blocks;
 mod event;
 mod hook;
+mod inbox;
 mod install;
 mod integrations;
 mod keys;
@@ -63,6 +64,9 @@ enum Command {
     /// Write (or print) an agent's configuration so its sessions report to this broker.
     #[command(subcommand)]
     Install(install::InstallCommand),
+    /// Read a session's directive inbox (agent side): print verified notices.
+    #[command(subcommand)]
+    Inbox(inbox::InboxCommand),
 }
 
 /// Where the data directory is, shared by every subcommand that reads it.
@@ -115,6 +119,7 @@ pub fn main() -> ExitCode {
         Command::Hook(cmd) => hook::run(cmd),
         Command::Install(cmd) => install::run(cmd),
         Command::Verify(args) => verify::run(args),
+        Command::Inbox(cmd) => inbox::run(cmd),
     };
     match result {
         Ok(code) => code,
