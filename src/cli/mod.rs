@@ -6,7 +6,9 @@
 mod bench;
 mod blocks;
 mod event;
+mod hook;
 mod inbox;
+mod install;
 mod integrations;
 mod keys;
 mod policy;
@@ -56,6 +58,12 @@ enum Command {
     Policy(policy::PolicyCommand),
     /// Verify a directive envelope against the broker's published keys and print it.
     Verify(verify::VerifyArgs),
+    /// Agent hook commands (the agent runs these; they speak its hook protocol on stdin/stdout).
+    #[command(subcommand)]
+    Hook(hook::HookCommand),
+    /// Write (or print) an agent's configuration so its sessions report to this broker.
+    #[command(subcommand)]
+    Install(install::InstallCommand),
     /// Read a session's directive inbox (agent side): print verified notices.
     #[command(subcommand)]
     Inbox(inbox::InboxCommand),
@@ -108,6 +116,8 @@ pub fn main() -> ExitCode {
         Command::Blocks(cmd) => blocks::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Hook(cmd) => hook::run(cmd),
+        Command::Install(cmd) => install::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::Inbox(cmd) => inbox::run(cmd),
     };
