@@ -17,6 +17,7 @@
 //! - [`config`](mod@config): `haltwire.toml`.
 //! - [`bench`]: measurement tooling (`haltwire bench`); not on the data path.
 
+pub mod agent;
 pub mod api;
 pub mod bench;
 pub mod block;

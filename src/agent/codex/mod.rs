@@ -1,0 +1,16 @@
+//! Codex: driving the real Codex CLI through `codex app-server` (JSON-RPC over stdio).
+//!
+//! - [`rpc`]: JSON-RPC messages and line framing, tolerant of what the server really sends
+//!   (no `jsonrpc` member, id `0`, partial lines).
+//! - [`conn`]: a connection over any byte stream: request/response matching, server requests,
+//!   notifications, clean errors when the peer dies.
+//! - [`protocol`]: the typed requests and answers haltwire uses, from the schema that
+//!   `codex app-server generate-json-schema` prints for the pinned version.
+//! - [`server`]: spawning `codex app-server`, the handshake and its version check.
+//!
+//! This module does not decide anything about security: the adapter asks the broker.
+
+pub mod conn;
+pub mod protocol;
+pub mod rpc;
+pub mod server;
