@@ -53,6 +53,19 @@ pub enum Disposition {
 }
 
 impl Disposition {
+    /// The wire name (`blocked`, `killed`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Blocked => "blocked",
+            Disposition::Killed => "killed",
+            Disposition::Quarantined => "quarantined",
+            Disposition::Prevented => "prevented",
+            Disposition::Denied => "denied",
+            Disposition::Detected => "detected",
+            Disposition::Unknown => "unknown",
+        }
+    }
+
     /// True when the tool stopped the action (as opposed to only observing it).
     pub fn stopped_the_action(self) -> bool {
         matches!(

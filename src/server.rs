@@ -12,6 +12,7 @@ use crate::correlate::tracker::Tracker;
 use crate::correlate::Correlator;
 use crate::decode::{Integrations, IntegrationsError};
 use crate::directive::keys::BrokerKey;
+use crate::directive::signer::DirectiveSigner;
 use crate::ingest::file::{FileIngest, FileIngestError};
 use crate::ingest::http::{self as ingest_http, IngestState};
 use crate::ingest::sources::Sources;
@@ -73,6 +74,8 @@ pub enum ServeError {
     #[error(transparent)]
     Key(#[from] crate::directive::keys::KeyError),
     #[error(transparent)]
+    Signer(#[from] crate::directive::signer::SignerError),
+    #[error(transparent)]
     Token(#[from] crate::token::TokenError),
     #[error(transparent)]
     Sources(#[from] crate::ingest::sources::SourcesError),
@@ -128,11 +131,12 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
     }
     secrets::ensure_private_dir(&data_dir)?;
 
-    let (broker_key, new_key) = BrokerKey::load_or_create(&data_dir)?;
+    let (signer, new_key) =
+        DirectiveSigner::load_or_create(&data_dir, time::OffsetDateTime::now_utc().unix_timestamp())?;
     if new_key {
-        let kid = crate::directive::keys::key_id(&broker_key.verifying_key());
-        created.push(Created::BrokerKey { path: BrokerKey::path(&data_dir), kid });
+        created.push(Created::BrokerKey { path: BrokerKey::path(&data_dir), kid: signer.kid().to_string() });
     }
+    let signer = Arc::new(signer);
     let (tokens, new_token_key) = TokenKey::load_or_create(&data_dir)?;
     if new_token_key {
         created.push(Created::TokenKey(TokenKey::path(&data_dir)));
@@ -183,6 +187,7 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
                 tokens: Arc::new(tokens),
                 metrics: Some(metrics.clone()),
                 ready: ready.clone(),
+                signer,
             }))
             .layer(tower_http::timeout::TimeoutLayer::with_status_code(
                 axum::http::StatusCode::REQUEST_TIMEOUT,

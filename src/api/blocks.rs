@@ -8,6 +8,8 @@ use super::problem::{Problem, ProblemType};
 use super::{require_role, ApiState};
 use crate::block::gate::Verdict;
 use crate::block::{active::BlockFilter, Block, BlockStatus};
+use crate::directive::envelope::Envelope;
+use crate::directive::payload::{Directive, EventFacts};
 use crate::sessions::model::CommandRecord;
 use crate::token::Role;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -72,6 +74,10 @@ pub struct CheckAnswer {
     /// The SOC's note from the policy (trusted text), when denied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// When denied: the block's directive, signed for this session, so the agent side can
+    /// verify it and render the reason (DESIGN §4). Verified without replay bookkeeping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directive: Option<Envelope>,
 }
 
 /// Lists blocks (SOC token).
@@ -166,13 +172,36 @@ pub async fn check(
         _ => Problem::new(ProblemType::StorageUnavailable),
     })?;
     Ok(Json(match verdict {
-        Verdict::Allow => CheckAnswer { decision: GateDecision::Allow, block_id: None, note: None },
-        Verdict::Deny(block) => CheckAnswer {
-            decision: GateDecision::Deny,
-            block_id: Some(block.block_id),
-            note: block.note.clone(),
-        },
+        Verdict::Allow => {
+            CheckAnswer { decision: GateDecision::Allow, block_id: None, note: None, directive: None }
+        }
+        Verdict::Deny(block) => {
+            let directive = Some(deny_directive(&state, id, &block).await);
+            CheckAnswer {
+                decision: GateDecision::Deny,
+                block_id: Some(block.block_id),
+                note: block.note.clone(),
+                directive,
+            }
+        }
     }))
+}
+
+/// The denying block's directive, signed now. Its `jti` and `seq` are those of the block's
+/// announcement (`seq` 0 when unknown here): the agent uses it for the reason text only.
+async fn deny_directive(state: &ApiState, session: Uuid, block: &Block) -> Envelope {
+    let store = state.store.clone();
+    let event_id = block.event_id;
+    let facts = tokio::task::spawn_blocking(move || store.event(event_id))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
+        .map(|event| EventFacts::of_event(&event))
+        .unwrap_or_default();
+    let directive = Directive::for_block(block, facts);
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    state.signer.sign(&session.to_string(), &format!("deny-{}", block.block_id), 0, &directive, now)
 }
 
 async fn blocking<T: Send + 'static>(

@@ -56,6 +56,8 @@ pub struct ApiState {
     pub metrics: Option<PrometheusHandle>,
     /// Cleared when shutdown begins so load balancers stop sending before the socket closes.
     pub ready: Arc<AtomicBool>,
+    /// Signs the directive that comes with a gate denial (and, later, queued directives).
+    pub signer: Arc<crate::directive::signer::DirectiveSigner>,
 }
 
 pub fn router(state: ApiState) -> Router {

@@ -20,6 +20,15 @@ pub enum KeysCommand {
         #[command(flatten)]
         dirs: DataDirArg,
     },
+    /// Replace the directive signing key; the old key keeps co-signing for an overlap window so
+    /// agents keep verifying while they pick up the new public key. Restart the broker after.
+    Rotate {
+        /// How long the old key keeps signing, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        overlap_secs: i64,
+        #[command(flatten)]
+        dirs: DataDirArg,
+    },
     /// Show the broker's public key and key id.
     Show {
         #[command(flatten)]
@@ -44,6 +53,16 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             crate::secrets::ensure_private_dir(&data_dir)?;
             let key = BrokerKey::generate(&data_dir, force)?;
             print_public(&key, &data_dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Rotate { overlap_secs, dirs } => {
+            let data_dir = dirs.resolve_data_dir(&dirs.load_config()?);
+            let until = time::OffsetDateTime::now_utc().unix_timestamp() + overlap_secs.max(0);
+            let key = BrokerKey::rotate(&data_dir, until)?;
+            print_public(&key, &data_dir)?;
+            println!(
+                "the previous key co-signs until {until} (Unix time); restart the broker to use the new key"
+            );
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Show { dirs } => {

@@ -11,6 +11,7 @@ mod keys;
 mod policy;
 mod serve;
 mod token;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ enum Command {
     /// Check retry-policy folders and run the tests beside the policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Verify a directive envelope against the broker's published keys and print it.
+    Verify(verify::VerifyArgs),
 }
 
 /// Where the data directory is, shared by every subcommand that reads it.
@@ -101,6 +104,7 @@ pub fn main() -> ExitCode {
         Command::Blocks(cmd) => blocks::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Verify(args) => verify::run(args),
     };
     match result {
         Ok(code) => code,

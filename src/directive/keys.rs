@@ -1,8 +1,11 @@
 //! The broker's Ed25519 directive signing key: generated on first start, stored as PKCS#8 PEM
 //! with mode 0600, refused when other users could read it (R19), never printed (R20).
 //!
-//! It does not sign anything yet and it never touches webhook credentials: directive keys and
-//! webhook keys are disjoint sets (R24).
+//! Rotation keeps the outgoing key as `directive.previous.pem` with the end of its overlap
+//! window beside it: the signer adds its signature until then, so agents that have not yet
+//! loaded the new public key keep verifying. Only [`super::signer`] can sign with a key. This
+//! module never touches webhook credentials: directive keys and webhook keys are disjoint
+//! sets (R24).
 
 use crate::secrets::{self, SecretFileError};
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
@@ -81,6 +84,47 @@ impl BrokerKey {
 
     pub fn verifying_key(&self) -> VerifyingKey {
         self.signing.verifying_key()
+    }
+
+    /// Signs a message. Visible to the directive module only: nothing else may sign (R20).
+    pub(super) fn sign(&self, message: &[u8]) -> ed25519_dalek::Signature {
+        use ed25519_dalek::Signer as _;
+        self.signing.sign(message)
+    }
+
+    /// Where the outgoing key of the last rotation lives, and the file holding the end of its
+    /// overlap window (Unix seconds).
+    pub fn previous_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+        let dir = data_dir.join("keys");
+        (dir.join("directive.previous.pem"), dir.join("directive.previous.until"))
+    }
+
+    /// Replaces the key, keeping the old one signing alongside until `overlap_until`.
+    pub fn rotate(data_dir: &Path, overlap_until: i64) -> Result<BrokerKey, KeyError> {
+        let current = Self::path(data_dir);
+        let (previous, until) = Self::previous_paths(data_dir);
+        Self::load(data_dir)?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| KeyError::File(SecretFileError::Io { path, source })
+        };
+        let _ = std::fs::remove_file(&until);
+        std::fs::rename(&current, &previous).map_err(io(&current))?;
+        secrets::create_secret_file(&until, overlap_until.to_string().as_bytes())?;
+        Self::generate(data_dir, false)
+    }
+
+    /// The previous key and the end of its overlap, if a rotation left one.
+    pub fn load_previous(data_dir: &Path) -> Result<Option<(BrokerKey, i64)>, KeyError> {
+        let (previous, until) = Self::previous_paths(data_dir);
+        if !previous.exists() {
+            return Ok(None);
+        }
+        let pem = secrets::read_secret_text(&previous)?;
+        let signing = SigningKey::from_pkcs8_pem(&pem).map_err(|_| KeyError::Malformed(previous.clone()))?;
+        let until_text = secrets::read_secret_text(&until)?;
+        let until = until_text.trim().parse().map_err(|_| KeyError::Malformed(until.clone()))?;
+        Ok(Some((BrokerKey { signing }, until)))
     }
 
     /// What may be shown about this key.
