@@ -5,6 +5,7 @@
 
 mod bench;
 mod blocks;
+mod codex;
 mod event;
 mod integrations;
 mod keys;
@@ -50,6 +51,9 @@ enum Command {
     /// Measure ingest throughput, latency and start-up time (docs/performance.md).
     #[command(subcommand, hide = true)]
     Bench(bench::BenchCommand),
+    /// Drive Codex through its app-server with haltwire in the loop.
+    #[command(subcommand)]
+    Codex(codex::CodexCommand),
     /// Check retry-policy folders and run the tests beside the policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -104,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Blocks(cmd) => blocks::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Codex(cmd) => codex::run(cmd),
         Command::Verify(args) => verify::run(args),
     };
     match result {

@@ -295,3 +295,6 @@ pub fn sample_event(marker: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+pub mod codex;
+pub mod model;

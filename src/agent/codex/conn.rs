@@ -162,6 +162,12 @@ impl Connection {
         }
     }
 
+    /// Closes our sending side (the peer sees end of input); later writes fail.
+    pub fn close_writer(&self) {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        *writer = Box::new(ClosedWriter);
+    }
+
     /// Why the stream ended, once it has.
     pub fn closed(&self) -> Option<FrameError> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).closed.clone()
@@ -171,6 +177,18 @@ impl Connection {
         let line = message.to_line();
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         writer.write_all(&line).and_then(|()| writer.flush()).map_err(ConnError::Write)
+    }
+}
+
+/// Stands in for a closed stream.
+struct ClosedWriter;
+
+impl Write for ClosedWriter {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection closed by haltwire"))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

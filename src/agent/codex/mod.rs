@@ -7,10 +7,16 @@
 //! - [`protocol`]: the typed requests and answers haltwire uses, from the schema that
 //!   `codex app-server generate-json-schema` prints for the pinned version.
 //! - [`server`]: spawning `codex app-server`, the handshake and its version check.
+//! - [`guard`]: what the drivers ask of haltwire (ledger, approvals, notices).
+//! - [`thread`]: one thread's turn tracking, approvals and steering, shared by the drivers.
+//! - [`run`]: `haltwire codex run`, one headless task.
 //!
 //! This module does not decide anything about security: the adapter asks the broker.
 
 pub mod conn;
+pub mod guard;
 pub mod protocol;
 pub mod rpc;
+pub mod run;
 pub mod server;
+pub mod thread;

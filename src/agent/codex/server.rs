@@ -162,8 +162,7 @@ impl AppServer {
 
     /// Ends the server: close its stdin (it exits on EOF), then kill after `grace`.
     pub fn shutdown(mut self, grace: Duration) {
-        // The connection owns stdin; the server notices EOF only when every handle is gone,
-        // so kill is the fallback for a server that keeps running.
+        self.conn.close_writer();
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if self.try_exit_status().is_some() {

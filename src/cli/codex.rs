@@ -1,0 +1,99 @@
+//! `haltwire codex run|serve`: Codex driven through its app-server, with haltwire in the loop.
+//!
+//! This file only parses arguments, starts the server and picks the guard; the drivers are in
+//! `crate::agent::codex`.
+
+use crate::agent::codex::guard::{Guard, Unguarded};
+use crate::agent::codex::protocol::ClientInfo;
+use crate::agent::codex::run::{run_task, RunOptions};
+use crate::agent::codex::server::{AppServer, ServerCommand};
+use anyhow::Context;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(clap::Subcommand)]
+pub enum CodexCommand {
+    /// Run one task headless in a new Codex thread; every server message goes to stdout as a
+    /// JSON line. Exit code 0 when the last turn completed.
+    Run(RunArgs),
+    /// A JSON-RPC proxy on stdin/stdout that an orchestrator talks to instead of
+    /// `codex app-server`.
+    Serve(ServeArgs),
+}
+
+/// How to start Codex.
+#[derive(clap::Args, Clone)]
+pub struct CodexArgs {
+    /// The codex executable [env: CODEX_BIN] [default: codex on PATH]
+    #[arg(long, env = "CODEX_BIN", default_value = "codex")]
+    codex_bin: PathBuf,
+    /// A Codex config override passed on as `codex app-server -c key=value` (repeatable).
+    #[arg(short = 'c', long = "config", value_name = "key=value")]
+    overrides: Vec<String>,
+}
+
+impl CodexArgs {
+    fn command(&self) -> ServerCommand {
+        let mut cmd = ServerCommand::new(&self.codex_bin);
+        cmd.config = self.overrides.clone();
+        cmd
+    }
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Working directory of the thread [default: the current directory]
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Give up after this many seconds.
+    #[arg(long)]
+    timeout_secs: Option<u64>,
+    #[command(flatten)]
+    codex: CodexArgs,
+    /// The task for Codex.
+    prompt: String,
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    codex: CodexArgs,
+}
+
+pub fn run(cmd: CodexCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        CodexCommand::Run(args) => run_one(args),
+        CodexCommand::Serve(args) => serve(args),
+    }
+}
+
+fn client() -> ClientInfo {
+    ClientInfo { name: "haltwire".into(), version: env!("CARGO_PKG_VERSION").into() }
+}
+
+fn run_one(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let cwd = match args.cwd {
+        Some(dir) => dir,
+        None => std::env::current_dir().context("current directory")?,
+    };
+    let cwd = std::fs::canonicalize(&cwd).with_context(|| format!("--cwd {}", cwd.display()))?;
+    let server = AppServer::start(&args.codex.command(), client())?;
+    let mut guard: Box<dyn Guard> = Box::new(Unguarded);
+    let opts = RunOptions {
+        cwd: Some(cwd.display().to_string()),
+        prompt: args.prompt,
+        poll: Duration::from_millis(200),
+        timeout: args.timeout_secs.map(Duration::from_secs),
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let outcome = run_task(&server, guard.as_mut(), &opts, &mut out)?;
+    server.shutdown(Duration::from_secs(2));
+    Ok(if outcome.status == "completed" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let _ = args;
+    anyhow::bail!("codex serve is not available yet")
+}
