@@ -291,13 +291,14 @@ mod tests {
         let (conn, mut peer) = pair();
         let reply = conn.send_request("initialize", json!({})).unwrap();
         let _ = read_msg(&peer);
-        peer.write_all(br#"{"id":1,"result":{"userAg"#).unwrap();
+        let partial = br#"{"id":1,"result":{"userAg"#;
+        peer.write_all(partial).unwrap();
         match reply.wait(Duration::from_millis(200)) {
             Err(ConnError::Timeout { method, .. }) => assert_eq!(method, "initialize"),
             other => panic!("{other:?}"),
         }
         drop(peer);
-        assert_eq!(conn.next_event(T), Some(Event::Closed(FrameError::Truncated { bytes: 23 })));
+        assert_eq!(conn.next_event(T), Some(Event::Closed(FrameError::Truncated { bytes: partial.len() })));
         assert!(matches!(conn.request("x", json!({}), T), Err(ConnError::Closed(FrameError::Truncated { .. }))));
     }
 
@@ -305,6 +306,7 @@ mod tests {
     fn peer_death_fails_waiting_requests_at_once() {
         let (conn, peer) = pair();
         let reply = conn.send_request("turn/start", json!({})).unwrap();
+        let _ = read_msg(&peer);
         let started = std::time::Instant::now();
         drop(peer);
         assert!(matches!(reply.wait(Duration::from_secs(30)), Err(ConnError::Closed(FrameError::Eof))));
