@@ -94,6 +94,15 @@ fn run_one(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    anyhow::bail!("codex serve is not available yet")
+    let server = AppServer::start(&args.codex.command(), client())?;
+    let guard: Box<dyn Guard> = Box::new(Unguarded);
+    crate::agent::codex::proxy::serve(
+        &server,
+        guard,
+        std::io::stdin(),
+        Box::new(std::io::stdout()),
+        Duration::from_millis(200),
+    )?;
+    server.shutdown(Duration::from_secs(2));
+    Ok(ExitCode::SUCCESS)
 }

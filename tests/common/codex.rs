@@ -12,7 +12,9 @@ pub fn codex_bin(test: &str) -> Option<PathBuf> {
             Some(PathBuf::from(bin))
         }
         None => {
-            eprintln!("SKIP {test}: CODEX_BIN is not set (.ci/run installs @openai/codex@0.169.0 and sets it)");
+            eprintln!(
+                "SKIP {test}: CODEX_BIN is not set (.ci/run installs @openai/codex@0.169.0 and sets it)"
+            );
             None
         }
     }

@@ -31,7 +31,9 @@ impl Step {
     /// a command that waits for the test is not reported as "still running".
     pub fn shell(call_id: &str, cmd: &str) -> Step {
         let args = json!({"cmd": cmd, "yield_time_ms": 30000, "login": false}).to_string();
-        Step::items(vec![json!({"type": "function_call", "call_id": call_id, "name": "exec_command", "arguments": args})])
+        Step::items(vec![
+            json!({"type": "function_call", "call_id": call_id, "name": "exec_command", "arguments": args}),
+        ])
     }
 
     /// The model asks for `cmd` with escalated permissions, which makes Codex ask the client for
@@ -40,7 +42,9 @@ impl Step {
         let args = json!({"cmd": cmd, "yield_time_ms": 30000, "login": false,
             "sandbox_permissions": "require_escalated", "justification": "needs it"})
         .to_string();
-        Step::items(vec![json!({"type": "function_call", "call_id": call_id, "name": "exec_command", "arguments": args})])
+        Step::items(vec![
+            json!({"type": "function_call", "call_id": call_id, "name": "exec_command", "arguments": args}),
+        ])
     }
 
     /// The model answers with text and ends its turn.
@@ -96,13 +100,12 @@ impl Recorded {
 
     /// The output Codex reported for a tool call, if this request carries it.
     pub fn call_output(&self, call_id: &str) -> Option<String> {
-        self.input()
-            .iter()
-            .find(|i| i["type"] == "function_call_output" && i["call_id"] == call_id)
-            .map(|i| match &i["output"] {
+        self.input().iter().find(|i| i["type"] == "function_call_output" && i["call_id"] == call_id).map(
+            |i| match &i["output"] {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
-            })
+            },
+        )
     }
 
     /// Everything in `input` as one string, for "does this text appear anywhere" checks.

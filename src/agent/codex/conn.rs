@@ -279,7 +279,11 @@ mod tests {
         let (conn, mut peer) = pair();
         let reply = conn.send_request("turn/steer", json!({})).unwrap();
         let id = read_msg(&peer)["id"].clone();
-        writeln!(peer, "{{\"error\":{{\"code\":-32600,\"message\":\"no active turn to steer\"}},\"id\":{id}}}").unwrap();
+        writeln!(
+            peer,
+            "{{\"error\":{{\"code\":-32600,\"message\":\"no active turn to steer\"}},\"id\":{id}}}"
+        )
+        .unwrap();
         match reply.wait(T) {
             Err(ConnError::Rpc { error, .. }) => assert_eq!(error.message, "no active turn to steer"),
             other => panic!("{other:?}"),
@@ -299,7 +303,10 @@ mod tests {
         }
         drop(peer);
         assert_eq!(conn.next_event(T), Some(Event::Closed(FrameError::Truncated { bytes: partial.len() })));
-        assert!(matches!(conn.request("x", json!({}), T), Err(ConnError::Closed(FrameError::Truncated { .. }))));
+        assert!(matches!(
+            conn.request("x", json!({}), T),
+            Err(ConnError::Closed(FrameError::Truncated { .. }))
+        ));
     }
 
     #[test]

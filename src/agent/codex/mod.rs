@@ -10,12 +10,14 @@
 //! - [`guard`]: what the drivers ask of haltwire (ledger, approvals, notices).
 //! - [`thread`]: one thread's turn tracking, approvals and steering, shared by the drivers.
 //! - [`run`]: `haltwire codex run`, one headless task.
+//! - [`proxy`]: `haltwire codex serve`, the JSON-RPC proxy for orchestrators.
 //!
 //! This module does not decide anything about security: the adapter asks the broker.
 
 pub mod conn;
 pub mod guard;
 pub mod protocol;
+pub mod proxy;
 pub mod rpc;
 pub mod run;
 pub mod server;

@@ -170,9 +170,13 @@ impl ToolItem {
             "commandExecution" => {
                 // `command` is the wrapped form (`/bin/bash -lc '…'`); the parsed action has
                 // the model's own text, which is what the hook path records too.
-                let inner = item["commandActions"]
-                    .as_array()
-                    .and_then(|a| if a.len() == 1 { a[0]["command"].as_str() } else { None });
+                let inner = item["commandActions"].as_array().and_then(|a| {
+                    if a.len() == 1 {
+                        a[0]["command"].as_str()
+                    } else {
+                        None
+                    }
+                });
                 let command = inner.or(item["command"].as_str())?.to_string();
                 let mut input = serde_json::json!({ "command": command });
                 if let Some(cwd) = item["cwd"].as_str() {
@@ -224,7 +228,8 @@ impl CommandApprovalParams {
     /// The command text the gate checks: the model's own text when Codex parsed exactly one
     /// action, else the command Codex will run.
     pub fn gate_command(&self) -> Option<String> {
-        let single = self.command_actions.as_ref().filter(|a| a.len() == 1).and_then(|a| a[0]["command"].as_str());
+        let single =
+            self.command_actions.as_ref().filter(|a| a.len() == 1).and_then(|a| a[0]["command"].as_str());
         single.or(self.command.as_deref()).map(str::to_string)
     }
 }

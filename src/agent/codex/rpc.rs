@@ -130,7 +130,9 @@ impl Message {
                 obj.insert("id".into(), serde_json::to_value(id).unwrap_or(Value::Null));
                 match outcome {
                     Ok(result) => obj.insert("result".into(), result.clone()),
-                    Err(error) => obj.insert("error".into(), serde_json::to_value(error).unwrap_or(Value::Null)),
+                    Err(error) => {
+                        obj.insert("error".into(), serde_json::to_value(error).unwrap_or(Value::Null))
+                    }
                 };
             }
         }
@@ -184,7 +186,11 @@ impl<R: Read> LineReader<R> {
             let mut line = Vec::new();
             let complete = self.read_until_newline(&mut line)?;
             if !complete {
-                return Err(if line.is_empty() { FrameError::Eof } else { FrameError::Truncated { bytes: line.len() } });
+                return Err(if line.is_empty() {
+                    FrameError::Eof
+                } else {
+                    FrameError::Truncated { bytes: line.len() }
+                });
             }
             if line.last() == Some(&b'\r') {
                 line.pop();
@@ -231,11 +237,13 @@ mod tests {
     fn replies_without_jsonrpc_and_id_zero_classify() {
         let m = Message::parse(br#"{"id":0,"result":{"ok":true}}"#).unwrap();
         assert_eq!(m, Message::Response { id: RequestId::Int(0), outcome: Ok(json!({"ok": true})) });
-        let m = Message::parse(br#"{"method":"item/commandExecution/requestApproval","id":0,"params":{}}"#).unwrap();
+        let m = Message::parse(br#"{"method":"item/commandExecution/requestApproval","id":0,"params":{}}"#)
+            .unwrap();
         assert!(matches!(m, Message::Request { id: RequestId::Int(0), .. }));
         let m = Message::parse(br#"{"method":"turn/started","params":{"x":1},"emittedAtMs":5}"#).unwrap();
         assert!(matches!(m, Message::Notification { ref method, .. } if method == "turn/started"));
-        let m = Message::parse(br#"{"error":{"code":-32600,"message":"no active turn to steer"},"id":"a"}"#).unwrap();
+        let m = Message::parse(br#"{"error":{"code":-32600,"message":"no active turn to steer"},"id":"a"}"#)
+            .unwrap();
         let Message::Response { id, outcome: Err(e) } = m else { panic!("{m:?}") };
         assert_eq!(id, RequestId::Str("a".into()));
         assert_eq!(e.code, -32600);
@@ -243,8 +251,14 @@ mod tests {
 
     #[test]
     fn malformed_messages_are_errors_not_panics() {
-        for bad in [&b"[1,2]"[..], b"{}", br#"{"id":1}"#, br#"{"id":1.5,"result":1}"#, br#"{"method":3}"#, b"{\"id\":1,"]
-        {
+        for bad in [
+            &b"[1,2]"[..],
+            b"{}",
+            br#"{"id":1}"#,
+            br#"{"id":1.5,"result":1}"#,
+            br#"{"method":3}"#,
+            b"{\"id\":1,",
+        ] {
             assert!(Message::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         assert!(Message::parse(br#"{"id":{"x":1},"result":1}"#).is_err());
@@ -252,7 +266,8 @@ mod tests {
 
     #[test]
     fn wire_form_round_trips() {
-        let m = Message::Request { id: RequestId::Int(7), method: "turn/steer".into(), params: json!({"a": 1}) };
+        let m =
+            Message::Request { id: RequestId::Int(7), method: "turn/steer".into(), params: json!({"a": 1}) };
         let line = m.to_line();
         assert_eq!(*line.last().unwrap(), b'\n');
         assert_eq!(Message::parse(&line[..line.len() - 1]).unwrap(), m);

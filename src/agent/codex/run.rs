@@ -77,7 +77,8 @@ pub fn run_task(
     let conn = server.conn();
     let started = Instant::now();
     let params = ThreadStartParams { cwd: opts.cwd.clone(), ..Default::default() };
-    let reply = conn.request("thread/start", serde_json::to_value(params).unwrap_or_default(), REQUEST_TIMEOUT)?;
+    let reply =
+        conn.request("thread/start", serde_json::to_value(params).unwrap_or_default(), REQUEST_TIMEOUT)?;
     let thread: ThreadStartResult = parse(reply, "thread/start")?;
     let mut state = ThreadState::new(&thread.thread.id);
     guard.thread_started(&state.thread_id, thread.cwd.as_deref().or(opts.cwd.as_deref()));
@@ -151,7 +152,8 @@ fn start_turn(
     let mut all = state.carried_input();
     all.extend(input);
     let params = TurnStartParams { thread_id: state.thread_id.clone(), input: all };
-    let reply = conn.request("turn/start", serde_json::to_value(params).unwrap_or_default(), REQUEST_TIMEOUT)?;
+    let reply =
+        conn.request("turn/start", serde_json::to_value(params).unwrap_or_default(), REQUEST_TIMEOUT)?;
     let turn: TurnStartResult = parse(reply, "turn/start")?;
     state.active_turn = Some(turn.turn.id);
     state.carried_delivered(guard);
@@ -159,7 +161,8 @@ fn start_turn(
 }
 
 fn parse<T: serde::de::DeserializeOwned>(value: Value, method: &str) -> Result<T, RunError> {
-    serde_json::from_value(value).map_err(|e| RunError::BadReply { method: method.into(), detail: e.to_string() })
+    serde_json::from_value(value)
+        .map_err(|e| RunError::BadReply { method: method.into(), detail: e.to_string() })
 }
 
 fn emit(out: &mut dyn Write, raw: &Value) -> Result<(), RunError> {

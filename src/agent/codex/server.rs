@@ -51,8 +51,8 @@ impl ServerCommand {
 pub enum ServerError {
     #[error("cannot start `{program}`: {source}")]
     Spawn { program: String, source: std::io::Error },
-    #[error("codex app-server did not complete the handshake: {source}{}", stderr_note(.stderr))]
-    Handshake { source: ConnError, stderr: String },
+    #[error("codex app-server did not complete the handshake: {error}{}", stderr_note(.stderr))]
+    Handshake { error: ConnError, stderr: String },
     #[error("codex app-server {found} is older than {}.{}.{}, the oldest this haltwire supports; install @openai/codex@0.169.0 or newer", MIN_VERSION.0, MIN_VERSION.1, MIN_VERSION.2)]
     TooOld { found: String },
     #[error("cannot tell the codex app-server's version from its user agent {user_agent:?}")]
@@ -91,12 +91,10 @@ impl AppServer {
         for (k, v) in &cmd.env {
             command.env(k, v);
         }
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| ServerError::Spawn { program: cmd.program.display().to_string(), source })?;
+        let mut child =
+            command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(
+                |source| ServerError::Spawn { program: cmd.program.display().to_string(), source },
+            )?;
         let stdin: ChildStdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -124,9 +122,9 @@ impl AppServer {
         Ok(())
     }
 
-    fn handshake_error(&mut self, source: ConnError) -> ServerError {
+    fn handshake_error(&mut self, error: ConnError) -> ServerError {
         // A server that died answers nothing; give it a moment to exit and its stderr to drain.
-        if matches!(source, ConnError::Closed(_)) {
+        if matches!(error, ConnError::Closed(_)) {
             let deadline = Instant::now() + Duration::from_secs(2);
             while Instant::now() < deadline {
                 let exited = !matches!(self.child.try_wait(), Ok(None));
@@ -137,7 +135,7 @@ impl AppServer {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        ServerError::Handshake { source, stderr: self.stderr_tail() }
+        ServerError::Handshake { error, stderr: self.stderr_tail() }
     }
 
     /// The connection (shared with relay threads).
@@ -219,7 +217,9 @@ mod tests {
         assert!(check_version((0, 169, 0)).is_ok());
         assert!(check_version((0, 170, 1)).is_ok());
         assert!(check_version((1, 0, 0)).is_ok());
-        assert!(matches!(check_version((0, 168, 9)), Err(ServerError::TooOld { found }) if found == "0.168.9"));
+        assert!(
+            matches!(check_version((0, 168, 9)), Err(ServerError::TooOld { found }) if found == "0.168.9")
+        );
     }
 
     /// A fake `codex` (a shell script) that answers `initialize` with an old version.
@@ -233,7 +233,11 @@ mod tests {
         )
         .unwrap();
         let dead = dir.path().join("dead-codex");
-        std::fs::write(&dead, "#!/bin/sh\necho 'Error: approval_policy is no longer supported' >&2\nexit 1\n").unwrap();
+        std::fs::write(
+            &dead,
+            "#!/bin/sh\necho 'Error: approval_policy is no longer supported' >&2\nexit 1\n",
+        )
+        .unwrap();
         for p in [&old, &dead] {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -243,7 +247,7 @@ mod tests {
         assert!(matches!(err, ServerError::TooOld { ref found } if found == "0.150.0"), "{err}");
         let err = AppServer::start(&ServerCommand::new(&dead), client()).err().expect("dead server reported");
         let text = err.to_string();
-        assert!(matches!(err, ServerError::Handshake { source: ConnError::Closed(_), .. }), "{text}");
+        assert!(matches!(err, ServerError::Handshake { error: ConnError::Closed(_), .. }), "{text}");
         assert!(text.contains("no longer supported"), "{text}");
     }
 }

@@ -71,7 +71,9 @@ impl ThreadState {
                 return Observed::TurnCompleted(status);
             }
             "item/started" | "item/completed" => {
-                let Ok(n) = serde_json::from_value::<ItemNotification>(params.clone()) else { return Observed::Nothing };
+                let Ok(n) = serde_json::from_value::<ItemNotification>(params.clone()) else {
+                    return Observed::Nothing;
+                };
                 let Some(call) = ToolItem::from_item(&n.item) else { return Observed::Nothing };
                 if method == "item/started" {
                     guard.call_started(&self.thread_id, &call);
@@ -107,14 +109,16 @@ impl ThreadState {
                 },
                 Err(_) => ApprovalDecision::Decline,
             },
-            FILE_CHANGE_APPROVAL => match serde_json::from_value::<FileChangeApprovalParams>(params.clone()) {
-                Ok(p) => match self.calls.get(&p.item_id).cloned() {
-                    Some(call) => guard.approve(&self.thread_id, &call),
-                    // The paths are unknown without the item: do not let it through unseen.
-                    None => ApprovalDecision::Decline,
-                },
-                Err(_) => ApprovalDecision::Decline,
-            },
+            FILE_CHANGE_APPROVAL => {
+                match serde_json::from_value::<FileChangeApprovalParams>(params.clone()) {
+                    Ok(p) => match self.calls.get(&p.item_id).cloned() {
+                        Some(call) => guard.approve(&self.thread_id, &call),
+                        // The paths are unknown without the item: do not let it through unseen.
+                        None => ApprovalDecision::Decline,
+                    },
+                    Err(_) => ApprovalDecision::Decline,
+                }
+            }
             _ => return None,
         };
         Some(decision.to_result())
@@ -133,7 +137,8 @@ impl ThreadState {
                 expected_turn_id: turn,
                 input: vec![UserInput::text(notice.text.clone())],
             };
-            match conn.request("turn/steer", serde_json::to_value(params).unwrap_or_default(), STEER_TIMEOUT) {
+            match conn.request("turn/steer", serde_json::to_value(params).unwrap_or_default(), STEER_TIMEOUT)
+            {
                 Ok(_) => guard.delivered(&self.thread_id, &notice),
                 // "no active turn to steer" / another turn: the next turn/start carries it.
                 Err(ConnError::Rpc { .. }) => {
