@@ -12,6 +12,7 @@
 //! - [`sessions`]: agent sessions, the command ledger, `/proc` ancestry and the shell parser.
 //! - [`correlate`]: which session and tool call caused an event, with evidence.
 //! - [`pipeline`]: the spine that runs the stages after ingest, in order.
+//! - [`agent`]: agent-side commands (hooks, broker client); the broker's wire contracts only.
 //! - [`api`]: SOC read routes, health, metrics and the OpenAPI document.
 //! - [`directive`]: the broker's signing key; the only code that reads it.
 //! - [`config`](mod@config): `haltwire.toml`.
