@@ -9,16 +9,21 @@ use common::model::{MockModel, Step};
 use std::process::Command;
 use std::time::Duration;
 
-/// `haltwire codex run` drives a real Codex turn with a shell call and relays every
-/// notification as a JSON line.
+/// `haltwire codex run` drives a real Codex turn with a shell call, relays every notification
+/// as a JSON line, registers the thread as a `codex` session, and records the shell call in
+/// the ledger under its item id.
 #[test]
 fn codex_run_relays_a_real_turn() {
     let Some(bin) = codex_bin("codex_run_relays_a_real_turn") else { return };
+    let data = tempfile::tempdir().unwrap();
+    let broker = common::Broker::start(data.path());
     let model =
         MockModel::start(vec![Step::shell("call_smoke_1", "echo hi > x.txt"), Step::message("all done")]);
     let home = CodexHome::new(&model.base_url, "");
     let out = Command::new(common::BIN)
-        .args(["codex", "run", "--timeout-secs", "60", "--cwd"])
+        .args(["codex", "run", "--timeout-secs", "60", "--url", &broker.url, "--data-dir"])
+        .arg(data.path())
+        .arg("--cwd")
         .arg(&home.work)
         .arg("--codex-bin")
         .arg(&bin)
@@ -42,6 +47,24 @@ fn codex_run_relays_a_real_turn() {
     let requests = model.wait_requests(2, Duration::from_secs(5));
     assert!(requests[1].call_output("call_smoke_1").is_some(), "{}", requests[1].all_input());
     assert_eq!(requests[0].header("originator"), Some("haltwire"));
+
+    let thread_id = lines.iter().find_map(|m| m["params"]["threadId"].as_str()).unwrap().to_string();
+    let soc = broker.soc_token();
+    let sessions = broker.get("/v1/sessions", Some(&soc)).json();
+    let session = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["agent_session_id"] == thread_id.as_str())
+        .unwrap_or_else(|| panic!("thread {thread_id} not registered: {sessions}"))
+        .clone();
+    assert_eq!(session["agent"], "codex");
+    let session_id = session["session_id"].as_str().unwrap();
+    let ledger = broker.get(&format!("/v1/sessions/{session_id}/commands"), Some(&soc)).json();
+    let call =
+        ledger.as_array().unwrap().iter().find(|c| c["call_id"] == "call_smoke_1").expect("call in ledger");
+    assert_eq!(call["tool"], "Bash");
+    assert_eq!(call["input"]["command"], "echo hi > x.txt");
 }
 
 /// `haltwire codex serve` stands in for `codex app-server`: the orchestrator's own ids (0 and
@@ -55,7 +78,7 @@ fn codex_serve_proxies_an_orchestrator() {
         MockModel::start(vec![Step::shell("call_serve_1", "echo proxied > p.txt"), Step::message("ok")]);
     let home = CodexHome::new(&model.base_url, "");
     let mut child = Command::new(common::BIN)
-        .args(["codex", "serve", "--codex-bin"])
+        .args(["codex", "serve", "--no-broker", "--codex-bin"])
         .arg(&bin)
         .envs(home.env())
         .stdin(std::process::Stdio::piped())
@@ -95,7 +118,6 @@ fn codex_serve_proxies_an_orchestrator() {
     let done = wait(&|m| m["method"] == "turn/completed");
     assert_eq!(done["params"]["turn"]["status"], "completed");
     assert_eq!(std::fs::read_to_string(home.path("p.txt")).unwrap(), "proxied\n");
-    drop(send);
     drop(stdin);
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");

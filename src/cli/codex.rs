@@ -3,10 +3,14 @@
 //! This file only parses arguments, starts the server and picks the guard; the drivers are in
 //! `crate::agent::codex`.
 
+use crate::agent::client::BrokerClient;
+use crate::agent::codex::adapter::BrokerGuard;
 use crate::agent::codex::guard::{Guard, Unguarded};
 use crate::agent::codex::protocol::ClientInfo;
 use crate::agent::codex::run::{run_task, RunOptions};
 use crate::agent::codex::server::{AppServer, ServerCommand};
+use crate::directive::trust::TrustStore;
+use crate::directive::verify::Verifier;
 use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +35,16 @@ pub struct CodexArgs {
     /// A Codex config override passed on as `codex app-server -c key=value` (repeatable).
     #[arg(short = 'c', long = "config", value_name = "key=value")]
     overrides: Vec<String>,
+    /// Broker URL [env: HALTWIRE_URL] [default: http://127.0.0.1:4258]
+    #[arg(long, env = "HALTWIRE_URL")]
+    url: Option<String>,
+    /// The broker's data directory, for its published directive keys [env: HALTWIRE_DATA_DIR]
+    /// [default: ./haltwire-data]
+    #[arg(long, env = "HALTWIRE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Run without a broker: nothing recorded, every approval accepted, no notices.
+    #[arg(long)]
+    no_broker: bool,
 }
 
 impl CodexArgs {
@@ -38,6 +52,25 @@ impl CodexArgs {
         let mut cmd = ServerCommand::new(&self.codex_bin);
         cmd.config = self.overrides.clone();
         cmd
+    }
+
+    /// The guard for a server: the broker's, unless `--no-broker`.
+    fn guard(&self, server_pid: u32) -> anyhow::Result<Box<dyn Guard>> {
+        if self.no_broker {
+            return Ok(Box::new(Unguarded));
+        }
+        let url = BrokerClient::resolve_url(self.url.as_deref());
+        let client = BrokerClient::new(&url, Duration::from_secs(5))?;
+        let data_dir =
+            self.data_dir.clone().unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR));
+        let verifier = match TrustStore::load(&data_dir) {
+            Ok(trust) => Some(Verifier::new(trust)),
+            Err(e) => {
+                tracing::warn!(error = %e, "codex: no trusted directive keys; notices cannot be shown");
+                None
+            }
+        };
+        Ok(Box::new(BrokerGuard::new(client, verifier, server_pid)))
     }
 }
 
@@ -79,7 +112,7 @@ fn run_one(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let cwd = std::fs::canonicalize(&cwd).with_context(|| format!("--cwd {}", cwd.display()))?;
     let server = AppServer::start(&args.codex.command(), client())?;
-    let mut guard: Box<dyn Guard> = Box::new(Unguarded);
+    let mut guard = args.codex.guard(server.pid())?;
     let opts = RunOptions {
         cwd: Some(cwd.display().to_string()),
         prompt: args.prompt,
@@ -95,7 +128,7 @@ fn run_one(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let server = AppServer::start(&args.codex.command(), client())?;
-    let guard: Box<dyn Guard> = Box::new(Unguarded);
+    let guard = args.codex.guard(server.pid())?;
     crate::agent::codex::proxy::serve(
         &server,
         guard,

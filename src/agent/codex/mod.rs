@@ -8,12 +8,14 @@
 //!   `codex app-server generate-json-schema` prints for the pinned version.
 //! - [`server`]: spawning `codex app-server`, the handshake and its version check.
 //! - [`guard`]: what the drivers ask of haltwire (ledger, approvals, notices).
+//! - [`adapter`]: the broker-backed guard (session, ledger, gate, verified notices).
 //! - [`thread`]: one thread's turn tracking, approvals and steering, shared by the drivers.
 //! - [`run`]: `haltwire codex run`, one headless task.
 //! - [`proxy`]: `haltwire codex serve`, the JSON-RPC proxy for orchestrators.
 //!
 //! This module does not decide anything about security: the adapter asks the broker.
 
+pub mod adapter;
 pub mod conn;
 pub mod guard;
 pub mod protocol;

@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn overlong_line_is_refused() {
-        let data = vec![b'x'; 100];
+        let data = [b'x'; 100];
         let mut r = LineReader::with_max(&data[..], 10);
         assert_eq!(r.next_line(), Err(FrameError::TooLong { max: 10 }));
     }
