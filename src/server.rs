@@ -192,7 +192,8 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
             .layer(tower_http::timeout::TimeoutLayer::with_status_code(
                 axum::http::StatusCode::REQUEST_TIMEOUT,
                 Duration::from_secs(30),
-            ));
+            ))
+            .layer(axum::middleware::from_fn(crate::api::problem::problem_for_bare_errors));
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
