@@ -8,4 +8,7 @@
 
 pub mod client;
 pub mod codex;
+pub mod hook;
+pub mod install;
+pub mod process;
 pub mod state;

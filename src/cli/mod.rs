@@ -7,6 +7,8 @@ mod bench;
 mod blocks;
 mod codex;
 mod event;
+mod hook;
+mod install;
 mod integrations;
 mod keys;
 mod policy;
@@ -59,6 +61,12 @@ enum Command {
     Policy(policy::PolicyCommand),
     /// Verify a directive envelope against the broker's published keys and print it.
     Verify(verify::VerifyArgs),
+    /// Agent hook commands (the agent runs these; they speak its hook protocol on stdin/stdout).
+    #[command(subcommand)]
+    Hook(hook::HookCommand),
+    /// Write (or print) an agent's configuration so its sessions report to this broker.
+    #[command(subcommand)]
+    Install(install::InstallCommand),
 }
 
 /// Where the data directory is, shared by every subcommand that reads it.
@@ -109,6 +117,8 @@ pub fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Codex(cmd) => codex::run(cmd),
+        Command::Hook(cmd) => hook::run(cmd),
+        Command::Install(cmd) => install::run(cmd),
         Command::Verify(args) => verify::run(args),
     };
     match result {

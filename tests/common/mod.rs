@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod expect;
+pub mod mock_model;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
