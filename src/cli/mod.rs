@@ -6,6 +6,7 @@
 mod bench;
 mod blocks;
 mod codex;
+mod doctor;
 mod event;
 mod hook;
 mod install;
@@ -67,6 +68,9 @@ enum Command {
     /// Write (or print) an agent's configuration so its sessions report to this broker.
     #[command(subcommand)]
     Install(install::InstallCommand),
+    /// Check that an agent's haltwire hooks are installed, trusted and will fire.
+    #[command(subcommand)]
+    Doctor(doctor::DoctorCommand),
 }
 
 /// Where the data directory is, shared by every subcommand that reads it.
@@ -119,6 +123,7 @@ pub fn main() -> ExitCode {
         Command::Codex(cmd) => codex::run(cmd),
         Command::Hook(cmd) => hook::run(cmd),
         Command::Install(cmd) => install::run(cmd),
+        Command::Doctor(cmd) => doctor::run(cmd),
         Command::Verify(args) => verify::run(args),
     };
     match result {

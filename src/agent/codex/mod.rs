@@ -8,6 +8,8 @@
 //!   `codex app-server generate-json-schema` prints for the pinned version.
 //! - [`server`]: spawning `codex app-server`, the handshake and its version check.
 //! - [`guard`]: what the drivers ask of haltwire (ledger, approvals, notices).
+//! - [`hooks`]: hook trust through `hooks/list` and `config/batchWrite`, and the `-c` gate hook
+//!   a driven session gets.
 //! - [`adapter`]: the broker-backed guard (session, ledger, gate, verified notices).
 //! - [`thread`]: one thread's turn tracking, approvals and steering, shared by the drivers.
 //! - [`run`]: `haltwire codex run`, one headless task.
@@ -18,6 +20,7 @@
 pub mod adapter;
 pub mod conn;
 pub mod guard;
+pub mod hooks;
 pub mod protocol;
 pub mod proxy;
 pub mod rpc;
