@@ -2,10 +2,19 @@
 //!
 //! This file only parses arguments, starts the server and picks the guard; the drivers are in
 //! `crate::agent::codex`.
+//!
+//! With a broker (the default), the app-server is started with `haltwire hook codex` as a
+//! `PreToolUse` hook (`-c` overrides), and every thread is started with that hook's trust in
+//! its own config and checked to really run it: Codex 0.169 asks the client for approval only
+//! on escalations, so the hook is what meets a plain retry. Approvals are still answered by the
+//! gate. Only the gate is hooked: notices reach the model by `turn/steer`, which would repeat
+//! them if hooks attached them too. A run that cannot be protected (no broker, hook not
+//! trusted) stops with an error unless `--no-broker` was given.
 
 use crate::agent::client::BrokerClient;
 use crate::agent::codex::adapter::BrokerGuard;
 use crate::agent::codex::guard::{Guard, Unguarded};
+use crate::agent::codex::hooks::{gate_thread_config, session_flag_overrides};
 use crate::agent::codex::protocol::ClientInfo;
 use crate::agent::codex::run::{run_task, RunOptions};
 use crate::agent::codex::server::{AppServer, ServerCommand};
@@ -42,16 +51,49 @@ pub struct CodexArgs {
     /// [default: ./haltwire-data]
     #[arg(long, env = "HALTWIRE_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Run without a broker: nothing recorded, every approval accepted, no notices.
+    /// Run without a broker: nothing recorded, every approval accepted, no notices, no gate hook.
     #[arg(long)]
     no_broker: bool,
+    /// Let the gate hook allow tool calls when the broker cannot be reached (default: deny,
+    /// like the approvals).
+    #[arg(long)]
+    fail_open: bool,
 }
 
 impl CodexArgs {
-    fn command(&self) -> ServerCommand {
+    fn url(&self) -> String {
+        BrokerClient::resolve_url(self.url.as_deref())
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR))
+    }
+
+    fn command(&self) -> anyhow::Result<ServerCommand> {
         let mut cmd = ServerCommand::new(&self.codex_bin);
         cmd.config = self.overrides.clone();
-        cmd
+        if !self.no_broker {
+            // The URL as the guard's client normalizes it, so the hook finds the shared session.
+            let url = BrokerClient::new(&self.url(), Duration::from_secs(5))?.base().to_string();
+            let options = super::install::HookOptions {
+                fail_closed: !self.fail_open,
+                url: Some(url),
+                data_dir: Some(self.data_dir()),
+            };
+            let hook = super::install::hook_command("codex", &options)?;
+            cmd.config.extend(session_flag_overrides(&hook));
+        }
+        Ok(cmd)
+    }
+
+    /// `thread/start`'s `config` trusting the gate hook, or `None` without a broker.
+    fn thread_config(&self, server: &AppServer, cwd: &str) -> anyhow::Result<Option<serde_json::Value>> {
+        if self.no_broker {
+            return Ok(None);
+        }
+        let config = gate_thread_config(server.conn(), cwd)
+            .context("refusing to run unprotected: the gate hook is not available (pass --no-broker to run without haltwire)")?;
+        Ok(Some(config))
     }
 
     /// The guard for a server: the broker's, unless `--no-broker`.
@@ -59,11 +101,14 @@ impl CodexArgs {
         if self.no_broker {
             return Ok(Box::new(Unguarded));
         }
-        let url = BrokerClient::resolve_url(self.url.as_deref());
-        let client = BrokerClient::new(&url, Duration::from_secs(5))?;
-        let data_dir =
-            self.data_dir.clone().unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR));
-        let verifier = match TrustStore::load(&data_dir) {
+        let client = BrokerClient::new(&self.url(), Duration::from_secs(5))?;
+        if !client.healthy() {
+            anyhow::bail!(
+                "refusing to run unprotected: no haltwire broker answers at {} (start `haltwire serve`, set --url, or pass --no-broker)",
+                client.base()
+            );
+        }
+        let verifier = match TrustStore::load(&self.data_dir()) {
             Ok(trust) => Some(Verifier::new(trust)),
             Err(e) => {
                 tracing::warn!(error = %e, "codex: no trusted directive keys; notices cannot be shown");
@@ -111,10 +156,14 @@ fn run_one(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => std::env::current_dir().context("current directory")?,
     };
     let cwd = std::fs::canonicalize(&cwd).with_context(|| format!("--cwd {}", cwd.display()))?;
-    let server = AppServer::start(&args.codex.command(), client())?;
+    let server = AppServer::start(&args.codex.command()?, client())?;
     let mut guard = args.codex.guard(server.pid())?;
+    let cwd = cwd.display().to_string();
+    let thread_config = args.codex.thread_config(&server, &cwd)?;
     let opts = RunOptions {
-        cwd: Some(cwd.display().to_string()),
+        require_gate: thread_config.is_some(),
+        thread_config,
+        cwd: Some(cwd),
         prompt: args.prompt,
         poll: Duration::from_millis(200),
         timeout: args.timeout_secs.map(Duration::from_secs),
@@ -127,11 +176,14 @@ fn run_one(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let server = AppServer::start(&args.codex.command(), client())?;
+    let server = AppServer::start(&args.codex.command()?, client())?;
     let guard = args.codex.guard(server.pid())?;
+    let cwd = std::env::current_dir().context("current directory")?;
+    let thread_config = args.codex.thread_config(&server, &cwd.to_string_lossy())?;
     crate::agent::codex::proxy::serve(
         &server,
         guard,
+        crate::agent::codex::proxy::Protection { thread_config },
         std::io::stdin(),
         Box::new(std::io::stdout()),
         Duration::from_millis(200),

@@ -8,12 +8,18 @@
 //! published keys and this session as audience, rendered only by `directive::render::notice`,
 //! and acknowledged once Codex took them. Anything that fails verification yields no text.
 //!
+//! The session's credentials are also written to the Codex hook state (`agent::state`, agent
+//! `codex`, keyed by the thread id), so the `haltwire hook codex` gate that `codex run|serve`
+//! give the app-server checks tool calls against this same session instead of registering
+//! another one.
+//!
 //! Reuses the agent-neutral [`BrokerClient`]; it does not talk HTTP itself, and it does not
 //! decide anything the gate did not decide.
 
 use super::guard::{Guard, Notice};
 use super::protocol::{ApprovalDecision, ToolItem};
 use crate::agent::client::{BrokerClient, Decision, Outcome, Registration, SessionAuth};
+use crate::agent::state::{SessionState, StateDir};
 use crate::directive::render;
 use crate::directive::verify::{ReplayState, Verifier};
 use std::collections::{HashMap, HashSet};
@@ -36,13 +42,18 @@ pub struct BrokerGuard {
     verifier: Option<Verifier>,
     server_pid: u32,
     sessions: HashMap<String, Session>,
+    /// Where the hook finds the session; `None` (logged) when unusable.
+    hook_state: Option<StateDir>,
 }
 
 impl BrokerGuard {
     /// `verifier` is `None` when the broker's trust store could not be read: the gate still
     /// enforces, but no notice text can be produced.
     pub fn new(client: BrokerClient, verifier: Option<Verifier>, server_pid: u32) -> BrokerGuard {
-        BrokerGuard { client, verifier, server_pid, sessions: HashMap::new() }
+        let hook_state = StateDir::open(crate::agent::hook::codex::PROFILE.kind)
+            .inspect_err(|e| tracing::warn!(error = %e, "codex: no hook state directory; the gate hook registers on its own"))
+            .ok();
+        BrokerGuard { client, verifier, server_pid, sessions: HashMap::new(), hook_state }
     }
 
     /// The haltwire session id of a thread, once registered.
@@ -67,6 +78,18 @@ impl BrokerGuard {
             channels: Some(vec!["app-server".into()]),
         };
         let auth = self.client.register(&registration)?;
+        if let Some(dir) = &self.hook_state {
+            let shared = SessionState {
+                session_id: auth.session_id.clone(),
+                token: auth.token.clone(),
+                pid: self.server_pid,
+                url: self.client.base().to_string(),
+                replay: serde_json::Value::Null,
+            };
+            if let Err(e) = dir.store(thread_id, &shared) {
+                tracing::warn!(error = %e, "codex: could not share the session with the gate hook");
+            }
+        }
         self.sessions.insert(
             thread_id.into(),
             Session {
@@ -114,10 +137,9 @@ impl BrokerGuard {
 }
 
 impl Guard for BrokerGuard {
-    fn thread_started(&mut self, thread_id: &str, cwd: Option<&str>) {
-        if let Err(e) = self.register(thread_id, cwd) {
-            tracing::warn!(error = %e, thread = thread_id, "codex: could not register the thread with the broker");
-        }
+    fn thread_started(&mut self, thread_id: &str, cwd: Option<&str>) -> Result<(), String> {
+        self.register(thread_id, cwd)
+            .map_err(|e| format!("cannot register thread {thread_id} with the broker: {e}"))
     }
 
     fn call_started(&mut self, thread_id: &str, call: &ToolItem) {
@@ -187,6 +209,9 @@ impl Guard for BrokerGuard {
     fn thread_ended(&mut self, thread_id: &str) {
         if let Some(session) = self.sessions.remove(thread_id) {
             let _ = self.client.end(&session.auth);
+        }
+        if let Some(dir) = &self.hook_state {
+            let _ = dir.remove(thread_id);
         }
     }
 }

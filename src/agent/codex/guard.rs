@@ -18,8 +18,10 @@ pub struct Notice {
 
 /// The haltwire side of a driven Codex thread.
 pub trait Guard: Send {
-    /// A thread exists (after `thread/start` or `thread/resume` answered).
-    fn thread_started(&mut self, thread_id: &str, cwd: Option<&str>);
+    /// A thread exists (after `thread/start` or `thread/resume` answered). An error means the
+    /// thread is not protected (it could not be registered); the driver must not run it
+    /// silently.
+    fn thread_started(&mut self, thread_id: &str, cwd: Option<&str>) -> Result<(), String>;
     /// Codex started a tool call (`item/started` for a command or file change).
     fn call_started(&mut self, thread_id: &str, call: &ToolItem);
     /// A tool call finished (`item/completed`), with the item as the server reported it.
@@ -38,7 +40,9 @@ pub trait Guard: Send {
 pub struct Unguarded;
 
 impl Guard for Unguarded {
-    fn thread_started(&mut self, _: &str, _: Option<&str>) {}
+    fn thread_started(&mut self, _: &str, _: Option<&str>) -> Result<(), String> {
+        Ok(())
+    }
     fn call_started(&mut self, _: &str, _: &ToolItem) {}
     fn call_completed(&mut self, _: &str, _: &ToolItem, _: &serde_json::Value) {}
     fn approve(&mut self, _: &str, _: &ToolItem) -> ApprovalDecision {

@@ -162,6 +162,36 @@ pub fn thread_trust_config(listing: &HookListing) -> Option<Value> {
     (!state.is_empty()).then(|| json!({ "hooks.state": state }))
 }
 
+/// Why a driven session would run without its gate hook.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    #[error(
+        "codex does not list haltwire's PreToolUse hook for this server (were the -c overrides dropped?)"
+    )]
+    NotListed,
+    #[error("codex reports haltwire's PreToolUse hook for thread {thread} as {status}; tool calls would not be checked")]
+    NotRunning { thread: String, status: String },
+}
+
+/// The thread config that trusts the gate hook the server was started with
+/// ([`session_flag_overrides`]), from what `hooks/list` reports for `cwd`.
+pub fn gate_thread_config(conn: &Connection, cwd: &str) -> Result<Value, GateError> {
+    let listing = list_for_cwd(conn, cwd)?;
+    thread_trust_config(&listing).ok_or(GateError::NotListed)
+}
+
+/// Checks with `hooks/list` that Codex will run the gate hook in `thread_id`.
+pub fn check_gate(conn: &Connection, thread_id: &str) -> Result<(), GateError> {
+    let listing = list_for_thread(conn, thread_id)?;
+    match listing.for_event(EventName::PreToolUse) {
+        Some(h) if h.will_run() => Ok(()),
+        Some(h) => Err(GateError::NotRunning { thread: thread_id.into(), status: h.trust_status.clone() }),
+        None => Err(GateError::NotRunning { thread: thread_id.into(), status: "missing".into() }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,9 @@ pub struct ThreadStartParams {
     /// `read-only | workspace-write | danger-full-access`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// Config overrides for this thread only (dotted keys merge into the session's config).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<Value>,
 }
 
 /// A thread as the server reports it (the fields we read).

@@ -11,6 +11,10 @@
 //! still decline. Notices are steered into running turns, or put in front of the input of the
 //! orchestrator's next `turn/start` on that thread.
 //!
+//! With a broker, every thread the orchestrator starts gets the gate hook's trust in its
+//! `config`, and is checked (`hooks/list`) and registered before the orchestrator learns its
+//! id; a thread that cannot be protected is answered with an error instead.
+//!
 //! It does not interpret any other method.
 
 use super::conn::{Connection, Event};
@@ -51,6 +55,14 @@ struct Shared {
     threads: HashMap<String, ThreadState>,
     /// Server requests haltwire answered itself; their `serverRequest/resolved` is dropped.
     answered: HashSet<RequestId>,
+    /// Merged into the `config` of every thread the orchestrator starts (the gate's trust).
+    thread_config: Option<Value>,
+}
+
+/// How the proxy protects the threads it sees.
+pub struct Protection {
+    /// `config` entries added to `thread/start|resume|fork` ([`super::hooks::gate_thread_config`]).
+    pub thread_config: Option<Value>,
 }
 
 type Out = Arc<Mutex<Box<dyn Write + Send>>>;
@@ -59,13 +71,19 @@ type Out = Arc<Mutex<Box<dyn Write + Send>>>;
 pub fn serve(
     server: &AppServer,
     guard: Box<dyn Guard>,
+    protection: Protection,
     input: impl Read + Send + 'static,
     output: Box<dyn Write + Send>,
     poll: Duration,
 ) -> Result<(), ProxyError> {
     let conn = server.conn().clone();
     let out: Out = Arc::new(Mutex::new(output));
-    let shared = Arc::new(Mutex::new(Shared { guard, threads: HashMap::new(), answered: HashSet::new() }));
+    let shared = Arc::new(Mutex::new(Shared {
+        guard,
+        threads: HashMap::new(),
+        answered: HashSet::new(),
+        thread_config: protection.thread_config,
+    }));
     let init = serde_json::to_value(
         serde_json::json!({"userAgent": server.info.user_agent, "codexHome": server.info.codex_home}),
     )
@@ -113,7 +131,7 @@ pub fn serve(
             }
             Some(Event::Request { id, method, params, raw }) => {
                 let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
-                let Shared { guard, threads, answered } = &mut *s;
+                let Shared { guard, threads, answered, .. } = &mut *s;
                 let thread = params["threadId"].as_str().and_then(|t| threads.get_mut(t));
                 let decision = thread.and_then(|t| t.approval(guard.as_mut(), &method, &params));
                 match decision {
@@ -171,6 +189,9 @@ fn client_loop<R: Read>(
             }
             Message::Request { id, method, mut params } => {
                 let carried = if method == "turn/start" { carry_into(shared, &mut params) } else { None };
+                if is_thread_opening(&method) {
+                    add_thread_config(shared, &mut params);
+                }
                 let turn_thread = params["threadId"].as_str().map(str::to_string);
                 match conn.send_request(&method, params) {
                     Ok(pending) => {
@@ -178,8 +199,11 @@ fn client_loop<R: Read>(
                         std::thread::spawn(move || {
                             let outcome = match pending.wait(FORWARD_TIMEOUT) {
                                 Ok(result) => {
-                                    after_reply(&shared, &conn, &method, &result, turn_thread, carried);
-                                    Ok(result)
+                                    match after_reply(&shared, &conn, &method, &result, turn_thread, carried)
+                                    {
+                                        Ok(()) => Ok(result),
+                                        Err(message) => Err(RpcError { code: -32603, message, data: None }),
+                                    }
                                 }
                                 Err(e) => {
                                     put_back(&shared, turn_thread, carried);
@@ -235,7 +259,30 @@ fn put_back(shared: &Arc<Mutex<Shared>>, thread_id: Option<String>, carried: Opt
     }
 }
 
-/// Learns from the answers to the orchestrator's requests.
+fn is_thread_opening(method: &str) -> bool {
+    matches!(method, "thread/start" | "thread/resume" | "thread/fork")
+}
+
+/// Adds the protection's entries to the request's `config`, keeping the orchestrator's own.
+fn add_thread_config(shared: &Arc<Mutex<Shared>>, params: &mut Value) {
+    let s = shared.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(Value::Object(ours)) = &s.thread_config else { return };
+    if !params.is_object() {
+        *params = Value::Object(Default::default());
+    }
+    let config = &mut params["config"];
+    if !config.is_object() {
+        *config = Value::Object(Default::default());
+    }
+    if let Value::Object(config) = config {
+        for (k, v) in ours {
+            config.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+/// Learns from the answers to the orchestrator's requests. An error is what the orchestrator
+/// gets instead of the answer: a thread haltwire could not protect.
 fn after_reply(
     shared: &Arc<Mutex<Shared>>,
     conn: &Connection,
@@ -243,15 +290,21 @@ fn after_reply(
     result: &Value,
     turn_thread: Option<String>,
     carried: Option<Vec<Notice>>,
-) {
+) -> Result<(), String> {
     let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
-    let Shared { guard, threads, .. } = &mut *s;
+    let Shared { guard, threads, thread_config, .. } = &mut *s;
     match method {
-        "thread/start" | "thread/resume" | "thread/fork" => {
+        m if is_thread_opening(m) => {
             if let Ok(started) = serde_json::from_value::<ThreadStartResult>(result.clone()) {
                 let id = started.thread.id.clone();
                 if !threads.contains_key(&id) {
-                    guard.thread_started(&id, started.cwd.as_deref());
+                    if thread_config.is_some() {
+                        super::hooks::check_gate(conn, &id)
+                            .map_err(|e| format!("haltwire: thread not protected: {e}"))?;
+                    }
+                    guard
+                        .thread_started(&id, started.cwd.as_deref())
+                        .map_err(|e| format!("haltwire: thread not protected: {e}"))?;
                     threads.insert(id.clone(), ThreadState::new(&id));
                 }
             }
@@ -269,6 +322,7 @@ fn after_reply(
         }
         _ => {}
     }
+    Ok(())
 }
 
 fn error_reply(id: RequestId, code: i64, message: &str) -> Message {

@@ -30,6 +30,10 @@ pub struct RunOptions {
     pub poll: Duration,
     /// Give up after this long (the server is left to the caller to stop).
     pub timeout: Option<Duration>,
+    /// `thread/start`'s `config` (the gate hook's trust, [`super::hooks::gate_thread_config`]).
+    pub thread_config: Option<Value>,
+    /// Refuse to run the prompt unless Codex reports the gate hook as running in the thread.
+    pub require_gate: bool,
 }
 
 /// How a run ended.
@@ -54,6 +58,8 @@ pub enum RunError {
     BadReply { method: String, detail: String },
     #[error("writing the output failed: {0}")]
     Output(std::io::Error),
+    #[error("refusing to run unprotected: {0} (pass --no-broker to run without haltwire)")]
+    Unprotected(String),
 }
 
 fn tail(stderr: &str) -> String {
@@ -76,12 +82,18 @@ pub fn run_task(
 ) -> Result<RunOutcome, RunError> {
     let conn = server.conn();
     let started = Instant::now();
-    let params = ThreadStartParams { cwd: opts.cwd.clone(), ..Default::default() };
+    let params =
+        ThreadStartParams { cwd: opts.cwd.clone(), config: opts.thread_config.clone(), ..Default::default() };
     let reply =
         conn.request("thread/start", serde_json::to_value(params).unwrap_or_default(), REQUEST_TIMEOUT)?;
     let thread: ThreadStartResult = parse(reply, "thread/start")?;
     let mut state = ThreadState::new(&thread.thread.id);
-    guard.thread_started(&state.thread_id, thread.cwd.as_deref().or(opts.cwd.as_deref()));
+    if opts.require_gate {
+        super::hooks::check_gate(conn, &state.thread_id).map_err(|e| RunError::Unprotected(e.to_string()))?;
+    }
+    guard
+        .thread_started(&state.thread_id, thread.cwd.as_deref().or(opts.cwd.as_deref()))
+        .map_err(RunError::Unprotected)?;
     start_turn(conn, &mut state, guard, vec![UserInput::text(opts.prompt.clone())])?;
     let result = drive(server, guard, opts, out, &mut state, started);
     guard.thread_ended(&state.thread_id);
