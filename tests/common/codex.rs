@@ -2,6 +2,7 @@
 //! points it at the mock model with plugins off and connection retries bounded, so nothing
 //! leaves loopback and a broken mock fails fast instead of retrying forever.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// The Codex binary from `CODEX_BIN`, or `None` (and a printed SKIP note) when unset.
@@ -37,15 +38,20 @@ impl CodexHome {
         std::fs::create_dir_all(&work).unwrap();
         let work = std::fs::canonicalize(&work).unwrap();
         std::fs::write(home.join("config.toml"), config_toml(model_base_url, extra)).unwrap();
+        // The hooks' per-session state (HALTWIRE_STATE_DIR must exist and be private).
+        std::fs::DirBuilder::new().mode(0o700).create(root.path().join("haltwire-state")).unwrap();
         CodexHome { _root: root, home, work }
     }
 
-    /// Environment for any process that runs Codex against this home.
+    /// Environment for any process that runs Codex against this home (hooks keep their
+    /// per-session state beside it).
     pub fn env(&self) -> Vec<(String, String)> {
+        let state = self.home.parent().unwrap().join("haltwire-state");
         vec![
             ("CODEX_HOME".into(), self.home.display().to_string()),
             ("MOCK_API_KEY".into(), "dummy".into()),
             ("HOME".into(), self.home.display().to_string()),
+            ("HALTWIRE_STATE_DIR".into(), state.display().to_string()),
         ]
     }
 
@@ -92,4 +98,87 @@ pub fn wait_file(path: &Path, secs: u64) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
     false
+}
+
+/// A running agent process (`codex exec`, `haltwire codex run`) whose output is drained by
+/// threads (a full pipe would stall it), killed on drop.
+pub struct Running {
+    child: std::process::Child,
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    err: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn spawn(mut cmd: std::process::Command) -> Running {
+        use std::process::Stdio;
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let err = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let readers = vec![
+            drain(child.stdout.take().unwrap(), out.clone()),
+            drain(child.stderr.take().unwrap(), err.clone()),
+        ];
+        Running { child, out, err, readers }
+    }
+
+    /// `Err` with the output once the process has exited.
+    pub fn alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait().unwrap() {
+            None => Ok(()),
+            Some(status) => Err(format!("{status}\n{}", self.output_text())),
+        }
+    }
+
+    fn output_text(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&self.out.lock().unwrap()),
+            String::from_utf8_lossy(&self.err.lock().unwrap())
+        )
+    }
+
+    /// Waits for the exit (panics at `deadline`); returns (success, stdout, stderr).
+    pub fn finish(mut self, deadline: std::time::Instant) -> (bool, String, String) {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the agent did not finish in time:\n{}",
+                self.output_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        let out = String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned();
+        let err = String::from_utf8_lossy(&self.err.lock().unwrap()).into_owned();
+        (status.success(), out, err)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn drain(
+    mut from: impl std::io::Read + Send + 'static,
+    into: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    })
 }

@@ -298,4 +298,6 @@ pub fn sample_event(marker: &str) -> Vec<u8> {
 }
 
 pub mod codex;
+pub mod impostor;
 pub mod model;
+pub mod scenario;
