@@ -49,6 +49,9 @@ pub struct Config {
     /// Agent session settings.
     #[serde(default)]
     pub sessions: SessionsConfig,
+    /// `[deliver]`: directive queues and delivery channels.
+    #[serde(default)]
+    pub deliver: DeliverConfig,
     /// Configured senders, one `[[source]]` table each.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
@@ -136,6 +139,46 @@ fn default_idle_timeout_secs() -> u64 {
 impl Default for SessionsConfig {
     fn default() -> Self {
         SessionsConfig { idle_timeout_secs: default_idle_timeout_secs() }
+    }
+}
+
+/// `[deliver]`: directive delivery queues and channels.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverConfig {
+    /// Pending (unacknowledged) directives kept per session; beyond it the oldest are dropped
+    /// and counted. Default 256.
+    #[serde(default = "default_max_pending")]
+    pub max_pending: usize,
+    /// Concurrent SSE streams per session; more are refused with 429. Default 4.
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
+    /// Send SIGUSR1 to a session's registered agent pid after writing new inbox files.
+    /// Default false (opt-in: an agent that does not handle SIGUSR1 would be killed by it).
+    #[serde(default)]
+    pub inbox_doorbell: bool,
+    /// Base directory for inboxes instead of `$XDG_RUNTIME_DIR` (or `$HOME/.local/state`).
+    /// Agent-side readers must be given the same base (`XDG_RUNTIME_DIR`).
+    #[serde(default)]
+    pub inbox_base: Option<PathBuf>,
+}
+
+fn default_max_pending() -> usize {
+    crate::deliver::DEFAULT_MAX_PENDING
+}
+
+fn default_max_streams() -> usize {
+    crate::deliver::DEFAULT_MAX_STREAMS
+}
+
+impl Default for DeliverConfig {
+    fn default() -> Self {
+        DeliverConfig {
+            max_pending: default_max_pending(),
+            max_streams: default_max_streams(),
+            inbox_doorbell: false,
+            inbox_base: None,
+        }
     }
 }
 

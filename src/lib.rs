@@ -12,7 +12,9 @@
 //! - [`sessions`]: agent sessions, the command ledger, `/proc` ancestry and the shell parser.
 //! - [`correlate`]: which session and tool call caused an event, with evidence.
 //! - [`pipeline`]: the spine that runs the stages after ingest, in order.
-//! - [`agent`]: agent-side commands (hooks, broker client); the broker's wire contracts only.
+//! - [`deliver`]: per-session directive queues and the channels that carry them (SSE, inbox).
+//! - [`inbox_dir`]: the inbox directory contract shared by the broker's writer and the agent's reader.
+//! - [`agent`]: agent-side code (hooks, inbox reader, broker client); the broker's wire contracts only.
 //! - [`api`]: SOC read routes, health, metrics and the OpenAPI document.
 //! - [`directive`]: the broker's signing key; the only code that reads it.
 //! - [`config`](mod@config): `haltwire.toml`.
@@ -26,8 +28,10 @@ pub mod cli;
 pub mod config;
 pub mod correlate;
 pub mod decode;
+pub mod deliver;
 pub mod directive;
 pub mod event;
+pub mod inbox_dir;
 pub mod ingest;
 pub mod pipeline;
 pub mod policy;

@@ -1,6 +1,12 @@
 //! The spine: takes stored events and runs the stages after ingest in order — correlate, then
-//! (for an event tied to a session) decide by policy, then create the block. Directives and
-//! delivery join here next; this is the only file that knows the order.
+//! (for an event tied to a session) decide by policy, create the block, and hand the block's
+//! directive to the delivery stage. This is the only file that knows the order; [`announce`]
+//! is the one block → directive → deliver edge, also used when a block is cleared or expires.
+//!
+//! Directives become visible to agents only after a store flush: the pipeline enqueues while
+//! it works through the rings at hand, then waits once for a group-commit flush and publishes
+//! them all (so a `seq` an agent has seen never disappears in a crash). On start it reconciles:
+//! a block of an active session whose directive was lost to a crash is announced again.
 //!
 //! Ingest and the session API only *ring* the pipeline (a bounded queue of ids; a full queue
 //! drops the ring and counts it). What the pipeline works on comes from the store: a
@@ -14,6 +20,8 @@
 use crate::block::active::{ActiveBlocks, BlockFilter};
 use crate::block::{Block, BlockKind, BlockSpec, ScopeKind};
 use crate::correlate::{Candidate, Correlator};
+use crate::deliver::{Deliver, DeliverError, Enqueued, Origin};
+use crate::directive::payload::{Directive, EventFacts};
 use crate::event::{Correlation, CorrelationStatus, SecurityEvent};
 use crate::policy::{self, EvalInput, LivePolicies};
 use crate::sessions::model::{CommandRecord, Session};
@@ -35,6 +43,11 @@ const SCAN_OVERLAP_MS: i64 = 5_000;
 const SCAN_PAGE: usize = 512;
 /// Unmatched events kept for late binding, newest last.
 const MAX_LATE: usize = 10_000;
+/// Rings handled before the directives they produced are flushed and published.
+const PUBLISH_BATCH: usize = 64;
+
+/// Waits until everything written before the call is durable (a group-commit flush).
+pub type Durability = Arc<dyn Fn() -> Result<(), StoreError> + Send + Sync>;
 
 /// Why the pipeline was rung.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +93,12 @@ pub struct Pipeline {
     policies: Arc<LivePolicies>,
     /// Where decided blocks go; the gate reads them.
     blocks: Arc<ActiveBlocks>,
+    /// The delivery stage: block directives are enqueued here.
+    deliver: Arc<Deliver>,
+    /// Makes enqueued directives durable before they are published.
+    durable: Durability,
+    /// Enqueued but not yet published (waiting for the next flush).
+    unpublished: Vec<Enqueued>,
     rx: Receiver<Ring>,
     /// Recently unmatched or ambiguous events, for late binding.
     late: VecDeque<Uuid>,
@@ -107,11 +126,23 @@ impl Pipeline {
         correlator: Arc<Correlator>,
         policies: Arc<LivePolicies>,
         blocks: Arc<ActiveBlocks>,
+        deliver: Arc<Deliver>,
+        durable: Durability,
     ) -> std::io::Result<(PipelineHandle, Running)> {
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let stop = Arc::new(AtomicBool::new(false));
-        let mut pipeline =
-            Pipeline { store, sessions, correlator, policies, blocks, rx, late: VecDeque::new() };
+        let mut pipeline = Pipeline {
+            store,
+            sessions,
+            correlator,
+            policies,
+            blocks,
+            deliver,
+            durable,
+            unpublished: Vec::new(),
+            rx,
+            late: VecDeque::new(),
+        };
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("haltwire-pipeline".into())
@@ -120,24 +151,54 @@ impl Pipeline {
     }
 
     fn run(&mut self, stop: &AtomicBool) {
+        match reconcile(&self.deliver, &*self.store, &*self.sessions, &self.blocks) {
+            Ok(enqueued) => self.unpublished.extend(enqueued),
+            Err(err) => tracing::warn!(%err, "directive reconciliation failed"),
+        }
+        self.publish();
         let mut last_scan = std::time::Instant::now() - Duration::from_secs(10);
         while !stop.load(Ordering::Acquire) {
-            let ring = self.rx.recv_timeout(Duration::from_millis(200));
-            let result = match ring {
-                Ok(Ring::Stored(id)) => self.process(id),
-                Ok(Ring::LedgerChanged(session)) => self.bind_late(session),
-                Err(RecvTimeoutError::Timeout) => Ok(()),
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            if let Err(err) = result {
-                tracing::warn!(%err, "pipeline step failed; the cursor scan retries it");
+            let mut ring = self.rx.recv_timeout(Duration::from_millis(200));
+            // Work through the rings at hand, then flush and publish their directives once.
+            for _ in 0..PUBLISH_BATCH {
+                let result = match ring {
+                    Ok(Ring::Stored(id)) => self.process(id),
+                    Ok(Ring::LedgerChanged(session)) => self.bind_late(session),
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        self.publish();
+                        return;
+                    }
+                };
+                if let Err(err) = result {
+                    tracing::warn!(%err, "pipeline step failed; the cursor scan retries it");
+                }
+                ring = self.rx.try_recv().map_err(|e| match e {
+                    mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                });
             }
+            self.publish();
             if last_scan.elapsed() >= Duration::from_secs(1) {
                 if let Err(err) = self.catch_up() {
                     tracing::warn!(%err, "pipeline scan failed");
                 }
+                self.publish();
                 last_scan = std::time::Instant::now();
             }
+        }
+        self.publish();
+    }
+
+    /// Waits for a flush covering the enqueued directives, then makes them visible. On a
+    /// failed flush they stay unpublished and the next publish tries again.
+    fn publish(&mut self) {
+        if self.unpublished.is_empty() {
+            return;
+        }
+        match (self.durable)() {
+            Ok(()) => self.deliver.publish(&std::mem::take(&mut self.unpublished)),
+            Err(err) => tracing::warn!(%err, "flush before publishing directives failed"),
         }
     }
 
@@ -211,6 +272,12 @@ impl Pipeline {
             return Ok(());
         };
         let block = self.blocks.create(Block::new(spec, session, event, command, now))?;
+        match announce(&self.deliver, &*self.store, &block, Some(event), now.unix_timestamp()) {
+            Ok(enqueued) => self.unpublished.extend(enqueued),
+            Err(err) => {
+                tracing::warn!(%err, block_id = %block.block_id, "directive not enqueued; reconciled on restart")
+            }
+        }
         tracing::info!(
             event_id = %event.id,
             block_id = %block.block_id,
@@ -283,6 +350,59 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// The block → directive → deliver edge: enqueues the directive announcing a new block
+/// (`do_not_retry` / `halt_session`) or its end (`cleared`, for a cleared or expired block),
+/// once per block and type. Event facts come from `event`, else from the store. The result
+/// must be published after a flush ([`Deliver::publish`]).
+pub fn announce(
+    deliver: &Deliver,
+    store: &dyn Store,
+    block: &Block,
+    event: Option<&SecurityEvent>,
+    now: i64,
+) -> Result<Option<Enqueued>, DeliverError> {
+    let facts = match event {
+        Some(event) => EventFacts::of_event(event),
+        None => store.event(block.event_id)?.map(|e| EventFacts::of_event(&e)).unwrap_or_default(),
+    };
+    let directive = Directive::for_block(block, facts);
+    let origin = Origin { block_id: block.block_id, kind: directive.kind };
+    deliver.enqueue(block.session_id, origin, directive, now)
+}
+
+/// Announces again what a crash may have lost between storing a block and enqueuing its
+/// directive: for every block of an active session, the directive of its current state.
+pub fn reconcile(
+    deliver: &Deliver,
+    store: &dyn Store,
+    sessions: &dyn SessionStore,
+    blocks: &ActiveBlocks,
+) -> Result<Vec<Enqueued>, DeliverError> {
+    use crate::sessions::model::SessionStatus;
+    let active: std::collections::HashSet<Uuid> = sessions
+        .sessions()?
+        .into_iter()
+        .filter(|s| s.status == SessionStatus::Active)
+        .map(|s| s.session_id)
+        .collect();
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let mut out = Vec::new();
+    for block in blocks.list(&BlockFilter::default())? {
+        if !active.contains(&block.session_id) {
+            continue;
+        }
+        let kind = Directive::for_block(&block, EventFacts::default()).kind;
+        if deliver.has_origin(Origin { block_id: block.block_id, kind })? {
+            continue;
+        }
+        if let Some(enqueued) = announce(deliver, store, &block, None, now)? {
+            tracing::info!(block_id = %block.block_id, "reconciled a missing directive");
+            out.push(enqueued);
+        }
+    }
+    Ok(out)
 }
 
 /// What a decision means for the block stage; `None` for `ignore`.

@@ -11,6 +11,8 @@ use crate::config::{Config, StoreConfig, DEFAULT_MAX_BODY_BYTES};
 use crate::correlate::tracker::Tracker;
 use crate::correlate::Correlator;
 use crate::decode::{Integrations, IntegrationsError};
+use crate::deliver::inbox::{InboxSettings, InboxWorker};
+use crate::deliver::{Deliver, DeliverError, DeliverSettings};
 use crate::directive::keys::BrokerKey;
 use crate::directive::signer::DirectiveSigner;
 use crate::ingest::file::{FileIngest, FileIngestError};
@@ -85,6 +87,8 @@ pub enum ServeError {
     Files(#[from] FileIngestError),
     #[error("store: {0}")]
     Store(#[from] store::StoreError),
+    #[error("delivery: {0}")]
+    Deliver(#[from] DeliverError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server: {0}")]
@@ -118,6 +122,10 @@ pub struct Prepared {
     pipeline: crate::pipeline::PipelineHandle,
     /// Reaps dead sessions and tracks agent process trees.
     upkeep: SessionUpkeep,
+    /// The delivery stage (closed at shutdown so SSE streams end).
+    deliver: Arc<Deliver>,
+    /// Writes inbox files for sessions with the `inbox` channel.
+    inbox: Option<InboxWorker>,
     /// Keeps the policy folder watched while the broker runs.
     _policy_watcher: Option<notify::RecommendedWatcher>,
 }
@@ -151,8 +159,18 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
     let sled = Arc::new(SledStore::open(&data_dir.join("store"), config.store.cache_bytes)?);
     let store: Arc<dyn Store> = sled.clone();
     let session_store: Arc<dyn SessionStore> = sled.clone();
-    let blocks = Arc::new(ActiveBlocks::load(sled)?);
+    let blocks = Arc::new(ActiveBlocks::load(sled.clone())?);
     let commit = GroupCommit::start(store.clone(), config.ingest.commit_queue);
+    let deliver_store: Arc<dyn crate::store::DeliverStore> = sled.clone();
+    let deliver = Arc::new(Deliver::new(
+        deliver_store,
+        signer.clone(),
+        DeliverSettings {
+            max_pending: config.deliver.max_pending.max(1),
+            max_streams: config.deliver.max_streams.max(1),
+        },
+    )?);
+    let durable = durability(commit.clone());
     let files = FileIngest::build(&config.watches, &integrations, store.clone())?;
     let ready = Arc::new(AtomicBool::new(false));
 
@@ -167,11 +185,43 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
     let correlator = Arc::new(Correlator::new(Procfs::default(), local_host, tracker.clone()));
     let policies = Arc::new(PolicyReloader::start(config.policies_dir()).map_err(ServeError::Policies)?);
     let policy_watcher = policies.watch().map_err(|e| ServeError::Watch(e.to_string()))?;
-    let (pipeline, pipeline_thread) =
-        Pipeline::start(store.clone(), session_store.clone(), correlator, policies.live(), blocks.clone())
-            .map_err(ServeError::Serve)?;
-    let upkeep =
-        SessionUpkeep::start(registry.clone(), tracker, blocks.clone()).map_err(ServeError::Serve)?;
+    let (pipeline, pipeline_thread) = Pipeline::start(
+        store.clone(),
+        session_store.clone(),
+        correlator,
+        policies.live(),
+        blocks.clone(),
+        deliver.clone(),
+        durable.clone(),
+    )
+    .map_err(ServeError::Serve)?;
+    let upkeep = SessionUpkeep::start(
+        registry.clone(),
+        tracker,
+        blocks.clone(),
+        Announcer { deliver: deliver.clone(), store: store.clone(), durable },
+    )
+    .map_err(ServeError::Serve)?;
+    let inbox_base = match &config.deliver.inbox_base {
+        Some(base) => Some(base.clone()),
+        None => crate::inbox_dir::default_base().ok(),
+    };
+    let inbox = match inbox_base {
+        Some(base) => Some(
+            InboxWorker::start(
+                deliver.clone(),
+                session_store.clone(),
+                InboxSettings { base, doorbell: config.deliver.inbox_doorbell },
+            )
+            .map_err(ServeError::Serve)?,
+        ),
+        None => {
+            tracing::warn!(
+                "no inbox base directory (XDG_RUNTIME_DIR and HOME unset): the inbox channel is off"
+            );
+            None
+        }
+    };
 
     let max_body = config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
     let app =
@@ -188,6 +238,7 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
                 metrics: Some(metrics.clone()),
                 ready: ready.clone(),
                 signer,
+                deliver: deliver.clone(),
             }))
             .layer(tower_http::timeout::TimeoutLayer::with_status_code(
                 axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -215,6 +266,8 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
         pipeline_thread,
         pipeline,
         upkeep,
+        deliver,
+        inbox,
         _policy_watcher: policy_watcher,
     })
 }
@@ -236,6 +289,8 @@ pub async fn run(
         pipeline_thread,
         pipeline,
         upkeep: session_upkeep,
+        deliver,
+        inbox,
         ..
     } = prepared;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -258,6 +313,7 @@ pub async fn run(
     let graceful = async move {
         shutdown.await;
         ready_flag.store(false, Ordering::Release);
+        deliver.close();
         tracing::info!("shutdown requested: finishing in-flight requests");
     };
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -269,6 +325,9 @@ pub async fn run(
     files.shutdown().await;
     session_upkeep.stop();
     pipeline_thread.stop();
+    if let Some(inbox) = inbox {
+        inbox.stop();
+    }
     commit.shutdown().await;
     let flushed = tokio::task::spawn_blocking({
         let store = store.clone();
@@ -332,6 +391,7 @@ impl SessionUpkeep {
         registry: Arc<Registry>,
         tracker: Tracker,
         blocks: Arc<ActiveBlocks>,
+        announcer: Announcer,
     ) -> std::io::Result<SessionUpkeep> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -353,9 +413,10 @@ impl SessionUpkeep {
                     }
                     match blocks.expire_lapsed(time::OffsetDateTime::now_utc()) {
                         Ok(expired) => {
-                            for block in expired {
+                            for block in &expired {
                                 tracing::info!(block_id = %block.block_id, "block expired");
                             }
+                            announcer.ended(&expired);
                         }
                         Err(err) => tracing::warn!(%err, "block expiry failed"),
                     }
@@ -371,6 +432,47 @@ impl SessionUpkeep {
         self.stop.store(true, Ordering::Release);
         let _ = self.thread.join();
     }
+}
+
+/// Announces blocks that ended outside a request (expiry): enqueue, flush, publish.
+struct Announcer {
+    deliver: Arc<Deliver>,
+    store: Arc<dyn Store>,
+    durable: crate::pipeline::Durability,
+}
+
+impl Announcer {
+    fn ended(&self, blocks: &[crate::block::Block]) {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut enqueued = Vec::new();
+        for block in blocks {
+            match crate::pipeline::announce(&self.deliver, &*self.store, block, None, now) {
+                Ok(e) => enqueued.extend(e),
+                Err(err) => {
+                    tracing::warn!(%err, block_id = %block.block_id, "cleared directive not enqueued")
+                }
+            }
+        }
+        if enqueued.is_empty() {
+            return;
+        }
+        match (self.durable)() {
+            Ok(()) => self.deliver.publish(&enqueued),
+            Err(err) => tracing::warn!(%err, "flush before publishing directives failed"),
+        }
+    }
+}
+
+/// A blocking "wait for a group-commit flush" for the pipeline and upkeep threads (never
+/// called on a runtime thread). Shares flushes with ingest.
+fn durability(commit: GroupCommit) -> crate::pipeline::Durability {
+    let handle = tokio::runtime::Handle::current();
+    Arc::new(move || {
+        handle.block_on(async {
+            let slot = commit.reserve_wait().await.map_err(|_| store::StoreError::CommitterStopped)?;
+            slot.durable().await
+        })
+    })
 }
 
 fn install_metrics() -> Result<PrometheusHandle, ServeError> {

@@ -12,7 +12,7 @@ mod common;
 
 use common::impostor;
 use common::mock_model::{after_last_assistant, tool_result, whole_request_text, MockModel, Step};
-use common::scenario::{edr_event, wait_for_block, COMMAND, INSTALL_SH, NOTICE_HEAD, VARIANT};
+use common::scenario::{self, edr_event, wait_for_block, COMMAND, INSTALL_SH, NOTICE_HEAD, VARIANT};
 use common::*;
 use serde_json::Value;
 use std::io::Read;
@@ -175,6 +175,13 @@ fn a_blocked_command_is_explained_and_its_retries_are_denied_until_the_soc_clear
     let event_id = posted.json()["event_id"].as_str().unwrap().to_string();
     let block_id = wait_for_block(&broker, &soc, &event_id);
     *block_slot.lock().unwrap() = Some(block_id.clone());
+    // Release the command only once the block's directive is deliverable, as it would be by
+    // the time a real EDR's kill reaches the agent.
+    scenario::wait_for_pending_directive(
+        &broker,
+        &root.path().join("home/.local/state/haltwire/agents/claude-code"),
+        deadline,
+    );
     std::fs::write(proj.join("denied"), "").unwrap();
     std::fs::write(proj.join("go"), "").unwrap();
 

@@ -133,6 +133,11 @@ fn blocked_command_scenario(bin: &Path, connect: Connect, test: &str) {
     let event_id = scenario::post_block_event(&broker, &format!("msg_codex_{connect:?}"), pid);
     let block_id = scenario::wait_for_block(&broker, &soc, &event_id);
     *block_slot.lock().unwrap() = Some(block_id.clone());
+    if scenario::session_credentials(&home.agent_state())
+        .is_some_and(|(sid, _)| scenario::delivers_directives(&broker, &soc, &sid))
+    {
+        scenario::wait_for_pending_directive(&broker, &home.agent_state(), deadline);
+    }
     project.release(true);
 
     let (ok, stdout, stderr) = codex.finish(deadline);

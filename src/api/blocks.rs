@@ -125,8 +125,18 @@ pub async fn clear(
     let block = blocking(move || blocks.clear(id, &claims.sub, now))
         .await?
         .ok_or_else(|| Problem::new(ProblemType::NotFound))?;
+    // Announce the end to the session; enqueued once per block, so a retried clear that failed
+    // here completes it. Made durable by the same flush as the clear, then published.
+    let (deliver, store, ended) = (state.deliver.clone(), state.store.clone(), block.clone());
+    let enqueued = tokio::task::spawn_blocking(move || {
+        crate::pipeline::announce(&deliver, &*store, &ended, None, now.unix_timestamp())
+    })
+    .await
+    .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?
+    .map_err(|_| Problem::new(ProblemType::StorageUnavailable))?;
     let slot = state.commit.reserve().map_err(|_| Problem::new(ProblemType::Overloaded))?;
     slot.durable().await.map_err(|_| Problem::new(ProblemType::StorageUnavailable))?;
+    state.deliver.publish(&enqueued.into_iter().collect::<Vec<_>>());
     tracing::info!(block_id = %block.block_id, by = %block.cleared_by.as_deref().unwrap_or(""), "block cleared");
     Ok(Json(block))
 }

@@ -4,6 +4,7 @@
 //! nothing of webhook authentication or decoding. Errors are RFC 9457 problems ([`problem`]).
 
 pub mod blocks;
+pub mod directives;
 pub mod openapi;
 pub mod problem;
 pub mod sessions;
@@ -58,11 +59,14 @@ pub struct ApiState {
     pub ready: Arc<AtomicBool>,
     /// Signs the directive that comes with a gate denial (and, later, queued directives).
     pub signer: Arc<crate::directive::signer::DirectiveSigner>,
+    /// The delivery stage: pending directives, SSE, acknowledgments, announcing cleared blocks.
+    pub deliver: Arc<crate::deliver::Deliver>,
 }
 
 pub fn router(state: ApiState) -> Router {
     let sessions = sessions::router(state.clone());
     let blocks = blocks::router(state.clone());
+    let directives = directives::router(state.clone());
     Router::new()
         .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(get_event))
@@ -75,6 +79,7 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
         .merge(sessions)
         .merge(blocks)
+        .merge(directives)
 }
 
 /// Checks `Authorization: Bearer <token>` for one of `roles`: 401 if absent or invalid, 403

@@ -199,7 +199,12 @@ pub async fn end(
 }
 
 /// The caller must hold this session's token, or (when `soc_ok`) a SOC token.
-fn authorize(state: &ApiState, headers: &HeaderMap, id: Uuid, soc_ok: bool) -> Result<Claims, Problem> {
+pub(super) fn authorize(
+    state: &ApiState,
+    headers: &HeaderMap,
+    id: Uuid,
+    soc_ok: bool,
+) -> Result<Claims, Problem> {
     let roles: &[Role] = if soc_ok { &[Role::Session, Role::Soc] } else { &[Role::Session] };
     let claims = require_role(headers, &state.tokens, roles)?;
     if claims.role == Role::Session && claims.sid.as_deref() != Some(id.to_string().as_str()) {

@@ -9,7 +9,9 @@
 //! clean run is also an end-to-end check that the two agree. Performance claims come from these
 //! tools, never from timed assertions in tests.
 
+pub mod deliver;
 pub mod floor;
+pub mod hook;
 pub mod load;
 pub mod startup;
 mod stats;

@@ -1,4 +1,4 @@
-//! `haltwire bench ingest|floor|startup`: measurement tooling (see `crate::bench` and
+//! `haltwire bench ingest|floor|deliver|hook|startup`: measurement tooling (see `crate::bench` and
 //! docs/performance.md). Hidden from the main help: operators do not need it to run a broker.
 //!
 //! This module only reads flags and key files and prints; the measuring is in `crate::bench`.
@@ -25,6 +25,43 @@ pub enum BenchCommand {
         /// The one trusted `whpk_…` key.
         #[arg(long)]
         public_key: String,
+    },
+    /// Event posted → directive on the session's SSE stream, open loop against a running broker
+    /// (registers its own session; every event becomes a block under the default policy).
+    Deliver {
+        /// Broker base URL.
+        #[arg(long)]
+        url: String,
+        /// File holding the `generic` source's `whsec_…` secret (`<data_dir>/secrets/generic.whsec`).
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// Events per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Measured events.
+        #[arg(long, default_value_t = 2000)]
+        events: usize,
+        /// Events sent first and left out of the figures.
+        #[arg(long, default_value_t = 200)]
+        warmup: usize,
+        /// Sender threads, each with one keep-alive connection.
+        #[arg(long, default_value_t = 8)]
+        senders: usize,
+    },
+    /// `haltwire hook claude` at PreToolUse: process start to decision, against a running broker.
+    Hook {
+        /// Broker base URL.
+        #[arg(long)]
+        url: String,
+        /// The broker's data directory (its published directive keys).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Measured calls.
+        #[arg(long, default_value_t = 500)]
+        runs: usize,
+        /// Calls made first and left out of the figures.
+        #[arg(long, default_value_t = 20)]
+        warmup: usize,
     },
     /// Time `haltwire serve` from exec to its first 200 from /readyz (fresh and warm data dir).
     Startup {
@@ -82,6 +119,28 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             let key = parse_public_key(&public_key).context("--public-key")?;
             floor::run(listen, key)?;
             Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Deliver { url, secret_file, rate, events, warmup, senders } => {
+            let secret = HmacSecret::parse(&crate::secrets::read_secret_text(&secret_file)?)?;
+            let report = crate::bench::deliver::run(crate::bench::deliver::DeliverSettings {
+                url,
+                secret,
+                rate,
+                events,
+                warmup,
+                senders,
+            })?;
+            println!("{}", report.summary());
+            println!("{}", report.to_json());
+            Ok(if report.missing == 0 && report.errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        BenchCommand::Hook { url, data_dir, runs, warmup } => {
+            let binary = std::env::current_exe().context("locating the haltwire binary")?;
+            let settings = crate::bench::hook::HookSettings { binary, url, data_dir, runs, warmup };
+            let report = crate::bench::hook::run(&settings)?;
+            println!("{}", report.summary());
+            println!("{}", report.to_json());
+            Ok(if report.unexpected == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         BenchCommand::Startup { runs, scratch, config, server_cpu } => {
             let binary = std::env::current_exe().context("locating the haltwire binary")?;

@@ -9,6 +9,7 @@ mod codex;
 mod doctor;
 mod event;
 mod hook;
+mod inbox;
 mod install;
 mod integrations;
 mod keys;
@@ -71,6 +72,9 @@ enum Command {
     /// Check that an agent's haltwire hooks are installed, trusted and will fire.
     #[command(subcommand)]
     Doctor(doctor::DoctorCommand),
+    /// Read a session's directive inbox (agent side): print verified notices.
+    #[command(subcommand)]
+    Inbox(inbox::InboxCommand),
 }
 
 /// Where the data directory is, shared by every subcommand that reads it.
@@ -125,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Install(cmd) => install::run(cmd),
         Command::Doctor(cmd) => doctor::run(cmd),
         Command::Verify(args) => verify::run(args),
+        Command::Inbox(cmd) => inbox::run(cmd),
     };
     match result {
         Ok(code) => code,

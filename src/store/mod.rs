@@ -20,6 +20,7 @@
 
 pub mod blocks;
 mod commit;
+pub mod deliver;
 mod retention;
 pub mod sessions;
 mod sled_store;
@@ -35,6 +36,7 @@ use crate::event::SecurityEvent;
 
 pub use blocks::BlockStore;
 pub use commit::{CommitSlot, GroupCommit, Overloaded};
+pub use deliver::DeliverStore;
 pub use retention::run_retention;
 pub use sessions::SessionStore;
 pub use sled_store::SledStore;

@@ -76,6 +76,14 @@ pub struct SledStore {
     pub(super) blocks: sled::Tree,
     /// Which block an event caused: event id → block id.
     pub(super) event_blocks: sled::Tree,
+    /// Delivery queues (see `store::deliver`): session ‖ seq → queued directive.
+    pub(super) directives: sled::Tree,
+    /// jti → session ‖ seq.
+    pub(super) directive_jtis: sled::Tree,
+    /// session → last seq handed out.
+    pub(super) directive_seqs: sled::Tree,
+    /// origin → jti (enqueue-once).
+    pub(super) directive_origins: sled::Tree,
     /// In-memory mirror of the persistent count so `event_count()` never touches sled (it would
     /// wait behind a flush). Signed: two commits' mirror updates can land out of order, so a
     /// sweep's decrement may briefly precede the increment of the insert it follows; the reader
@@ -106,6 +114,10 @@ impl SledStore {
             correlations: db.open_tree("correlations")?,
             blocks: db.open_tree("blocks")?,
             event_blocks: db.open_tree("event_blocks")?,
+            directives: db.open_tree("directives")?,
+            directive_jtis: db.open_tree("directive_jtis")?,
+            directive_seqs: db.open_tree("directive_seqs")?,
+            directive_origins: db.open_tree("directive_origins")?,
             db,
             events,
             dedup,

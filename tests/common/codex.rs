@@ -55,6 +55,11 @@ impl CodexHome {
         ]
     }
 
+    /// The Codex hooks' (and the adapter's shared) per-session state folder.
+    pub fn agent_state(&self) -> PathBuf {
+        self.home.parent().unwrap().join("haltwire-state").join("agents").join("codex")
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.work.join(name)
     }

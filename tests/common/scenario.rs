@@ -131,3 +131,29 @@ pub fn clear_block(url: &str, soc: &str, block: &str) {
 pub fn delivers_directives(broker: &Broker, soc: &str, session_id: &str) -> bool {
     broker.get(&format!("/v1/sessions/{session_id}/directives"), Some(soc)).status != 404
 }
+
+/// The hook's own record of a session, from an agent's state folder (`agent::state`): its
+/// session id and token.
+pub fn session_credentials(agent_state: &Path) -> Option<(String, String)> {
+    let file = std::fs::read_dir(agent_state)
+        .ok()?
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "json"))?;
+    let state: Value = serde_json::from_slice(&std::fs::read(file.path()).ok()?).ok()?;
+    Some((state["session_id"].as_str()?.to_string(), state["token"].as_str()?.to_string()))
+}
+
+/// Waits until the block's directive is pending for the session recorded in `agent_state`, as
+/// it would be by the time a real EDR's kill reaches the agent.
+pub fn wait_for_pending_directive(broker: &Broker, agent_state: &Path, deadline: Instant) {
+    let (sid, token) = session_credentials(agent_state).expect("the session is recorded for the hook");
+    loop {
+        let list = broker.get(&format!("/v1/sessions/{sid}/directives"), Some(&token));
+        assert_eq!(list.status, 200, "{}", list.body);
+        if !list.json()["directives"].as_array().unwrap().is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the block's directive never became pending");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}

@@ -215,10 +215,21 @@ impl Hook {
     fn pre_tool(&self, s: &SessionRef, call: &ToolCall, answer: &mut HookAnswer) -> Result<(), Unavailable> {
         let client = self.client()?;
         let check = self.with_session(s, |auth| {
-            // The ledger entry first: correlation of a later event needs it, and a failed
-            // record must not be mistaken for an allowed call.
-            client.record_command(auth, &call.call_id, &call.tool, &call.input)?;
-            client.check(auth, &call.tool, &call.input)
+            // Both at once: the ledger write waits for the broker's group commit (an fsync)
+            // and the gate does not need it. A failed record still fails the whole call, so it
+            // is never mistaken for an allowed one.
+            std::thread::scope(|scope| {
+                let record =
+                    scope.spawn(|| client.record_command(auth, &call.call_id, &call.tool, &call.input));
+                let check = client.check(auth, &call.tool, &call.input);
+                let recorded = record.join().unwrap_or_else(|_| {
+                    Err(ClientError::Malformed {
+                        url: client.base().to_string(),
+                        reason: "ledger thread failed".into(),
+                    })
+                });
+                recorded.and(check)
+            })
         })?;
         let (auth, check) = check;
         answer.gate = Some(match check.decision {

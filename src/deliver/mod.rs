@@ -1,0 +1,341 @@
+//! The delivery stage: one durable, ordered, bounded queue of directives per session, and the
+//! channels that carry them to the agent (HTTP pull and SSE in `api::directives`, the inbox
+//! file writer in [`inbox`]).
+//!
+//! What a queue entry is: the *unsigned* [`Directive`], the session's next `seq` (strictly
+//! increasing, never reused, even after acknowledgment or a drop), a unique `jti`, when it was
+//! created, and its push-delivery bookkeeping. Envelopes are signed when served, with a fresh
+//! `iat`/`exp` and the entry's unchanged `jti` and `seq`, so a directive that waited longer
+//! than the 5-minute envelope lifetime still verifies, and a redelivery is recognisable as one.
+//!
+//! Guarantees:
+//! - **At least once, in `seq` order.** An entry stays pending until the agent acknowledges its
+//!   `jti` (`POST …/directives/{jti}/ack`) — or, for a session whose *only* channel is `inbox`,
+//!   until the inbox reader has taken its file. Redelivery is normal and harmless: the agent's
+//!   verifier refuses a `jti` or `seq` it has seen.
+//! - **Visible only once durable.** [`Deliver::enqueue`] writes; [`Deliver::publish`] is called
+//!   after a store flush that started after the write, and only then do readers see the entry.
+//!   So a `seq` an agent has seen is never handed out again after a crash.
+//! - **Enqueue once per origin.** An [`Origin`] (a block and a directive type) is enqueued at
+//!   most once, so retried clears and start-up reconciliation do not duplicate directives.
+//! - **Bounded.** At most `max_pending` entries per session. Drop policy: when a new entry
+//!   would exceed it, the *oldest* pending entries are dropped (the newest state of a block
+//!   matters more than an old notice, and the gate enforces every block whether or not its
+//!   notice arrived). Every drop is counted in
+//!   `haltwire_queue_dropped_total{queue="directives"}`.
+//!
+//! Deliberately not here: deciding anything (the pipeline hands over finished directives and
+//! does not know channels; this module does not know policies or blocks), verifying or
+//! rendering (agent side), and deleting the queues of ended sessions (they stay until
+//! acknowledged or pushed out by the bound).
+
+pub mod inbox;
+
+use crate::directive::envelope::Envelope;
+use crate::directive::payload::{Directive, DirectiveType};
+use crate::directive::signer::DirectiveSigner;
+use crate::store::deliver::Enqueue;
+use crate::store::{DeliverStore, StoreError};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Default bound on pending directives per session.
+pub const DEFAULT_MAX_PENDING: usize = 256;
+/// Default bound on concurrent SSE streams per session.
+pub const DEFAULT_MAX_STREAMS: usize = 4;
+
+/// One queued directive, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueuedDirective {
+    /// The session it is addressed to (the envelope's `aud`).
+    pub session_id: Uuid,
+    /// Per-session, strictly increasing; assigned by the store.
+    pub seq: u64,
+    /// Unique; the acknowledgment key.
+    pub jti: String,
+    /// What it says (unsigned; signed when served).
+    pub directive: Directive,
+    /// Unix seconds when it was enqueued.
+    pub created_at: i64,
+    /// Push-channel delivery attempts so far (inbox writes, including failed ones).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Unix seconds before which a failed push is not tried again (backoff).
+    #[serde(default)]
+    pub next_attempt_at: i64,
+    /// Where its inbox file stands (sessions with the `inbox` channel).
+    #[serde(default)]
+    pub inbox: InboxState,
+}
+
+/// Push state of one entry in a session's inbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case", deny_unknown_fields)]
+pub enum InboxState {
+    /// No file written yet.
+    #[default]
+    NotWritten,
+    /// `<seq>.dsse.json` was written (and fsynced) at this Unix second.
+    Written { at: i64 },
+    /// The reader took the file (it is no longer in `inbox/`).
+    Taken,
+}
+
+/// What a directive is about: enqueued at most once per origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub block_id: Uuid,
+    pub kind: DirectiveType,
+}
+
+impl Origin {
+    fn key(&self) -> Vec<u8> {
+        let mut key = self.block_id.as_bytes().to_vec();
+        key.extend_from_slice(self.kind.as_str().as_bytes());
+        key
+    }
+}
+
+/// An entry written but not yet visible: hand it to [`Deliver::publish`] after a flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    pub session: Uuid,
+    pub seq: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Limits of the delivery stage (`[deliver]` in `haltwire.toml`).
+#[derive(Debug, Clone, Copy)]
+pub struct DeliverSettings {
+    pub max_pending: usize,
+    pub max_streams: usize,
+}
+
+impl Default for DeliverSettings {
+    fn default() -> Self {
+        DeliverSettings { max_pending: DEFAULT_MAX_PENDING, max_streams: DEFAULT_MAX_STREAMS }
+    }
+}
+
+/// The delivery stage. Shared (`Arc`) by the pipeline, the API and the push workers.
+pub struct Deliver {
+    store: Arc<dyn DeliverStore>,
+    signer: Arc<DirectiveSigner>,
+    settings: DeliverSettings,
+    /// Per session: the highest durable `seq` (readers see entries up to it), as a watch so SSE
+    /// streams wake when it rises.
+    visible: Mutex<HashMap<Uuid, watch::Sender<u64>>>,
+    /// Open SSE streams per session.
+    streams: Mutex<HashMap<Uuid, usize>>,
+    /// Wakes the push workers when something became visible; never blocks.
+    wake: Mutex<Vec<std::sync::mpsc::SyncSender<()>>>,
+    /// Set at shutdown: SSE streams end so the server can drain.
+    closing: watch::Sender<bool>,
+}
+
+impl Deliver {
+    /// Loads each session's last `seq`: everything on disk when the broker starts is durable,
+    /// so it is all visible.
+    pub fn new(
+        store: Arc<dyn DeliverStore>,
+        signer: Arc<DirectiveSigner>,
+        settings: DeliverSettings,
+    ) -> Result<Deliver, DeliverError> {
+        let visible = store.last_seqs()?.into_iter().map(|(s, seq)| (s, watch::Sender::new(seq))).collect();
+        Ok(Deliver {
+            store,
+            signer,
+            settings,
+            visible: Mutex::new(visible),
+            streams: Mutex::new(HashMap::new()),
+            wake: Mutex::new(Vec::new()),
+            closing: watch::Sender::new(false),
+        })
+    }
+
+    /// Writes `directive` for `session` unless `origin` was enqueued before. Not visible (and
+    /// not durable) until [`Deliver::publish`]. Enforces the bound by dropping the oldest.
+    pub fn enqueue(
+        &self,
+        session: Uuid,
+        origin: Origin,
+        directive: Directive,
+        now: i64,
+    ) -> Result<Option<Enqueued>, DeliverError> {
+        let entry = QueuedDirective {
+            session_id: session,
+            seq: 0,
+            jti: Uuid::now_v7().to_string(),
+            directive,
+            created_at: now,
+            attempts: 0,
+            next_attempt_at: 0,
+            inbox: InboxState::NotWritten,
+        };
+        let kind = entry.directive.kind.as_str();
+        match self.store.enqueue(&origin.key(), &entry)? {
+            Enqueue::Existing { .. } => Ok(None),
+            Enqueue::New { seq, .. } => {
+                metrics::counter!("haltwire_directives_enqueued_total", "type" => kind).increment(1);
+                self.enforce_bound(session, seq)?;
+                Ok(Some(Enqueued { session, seq }))
+            }
+        }
+    }
+
+    /// Whether `origin` was ever enqueued (start-up reconciliation).
+    pub fn has_origin(&self, origin: Origin) -> Result<bool, DeliverError> {
+        Ok(self.store.has_origin(&origin.key())?)
+    }
+
+    fn enforce_bound(&self, session: Uuid, last: u64) -> Result<(), DeliverError> {
+        // The span first..=last bounds the count from above: only count when it could be over.
+        let Some(first) = self.store.first_seq(session)? else { return Ok(()) };
+        if last.saturating_sub(first) < self.settings.max_pending as u64 {
+            return Ok(());
+        }
+        let count = self.store.pending_count(session)?;
+        if count <= self.settings.max_pending {
+            return Ok(());
+        }
+        let excess = count - self.settings.max_pending;
+        for old in self.store.pending(session, 0, u64::MAX, excess)? {
+            if self.store.remove(session, &old.jti)?.is_some() {
+                metrics::counter!("haltwire_queue_dropped_total", "queue" => "directives").increment(1);
+                tracing::warn!(session_id = %session, seq = old.seq, jti = %old.jti, "directive queue full: dropped the oldest");
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes entries visible. Call only after a store flush that started after they were
+    /// enqueued: a flush covers every lower `seq` of the session too, since `seq`s are
+    /// assigned in write order.
+    pub fn publish(&self, enqueued: &[Enqueued]) {
+        if enqueued.is_empty() {
+            return;
+        }
+        {
+            let mut visible = lock(&self.visible);
+            for e in enqueued {
+                let tx = visible.entry(e.session).or_insert_with(|| watch::Sender::new(0));
+                tx.send_if_modified(|v| {
+                    let raise = e.seq > *v;
+                    if raise {
+                        *v = e.seq;
+                    }
+                    raise
+                });
+            }
+        }
+        for wake in lock(&self.wake).iter() {
+            let _ = wake.try_send(());
+        }
+    }
+
+    /// The highest visible `seq` of `session` (0 when nothing was ever queued).
+    pub fn visible_seq(&self, session: Uuid) -> u64 {
+        lock(&self.visible).get(&session).map_or(0, |tx| *tx.borrow())
+    }
+
+    /// Wakes when `session`'s visible `seq` rises.
+    pub fn subscribe(&self, session: Uuid) -> watch::Receiver<u64> {
+        lock(&self.visible).entry(session).or_insert_with(|| watch::Sender::new(0)).subscribe()
+    }
+
+    /// Visible pending entries of `session` above `after`, in `seq` order, at most `limit`.
+    /// Blocks on sled.
+    pub fn pending(
+        &self,
+        session: Uuid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedDirective>, DeliverError> {
+        let upto = self.visible_seq(session);
+        Ok(self.store.pending(session, after, upto, limit)?)
+    }
+
+    /// The entry signed now: fresh `iat`/`exp`, its own `jti` and `seq`.
+    pub fn sign(&self, entry: &QueuedDirective, now: i64) -> Envelope {
+        self.signer.sign(&entry.session_id.to_string(), &entry.jti, entry.seq, &entry.directive, now)
+    }
+
+    /// Acknowledges `jti` for `session`; `false` when it is not pending (never queued, already
+    /// acknowledged, dropped, or another session's). Durable after the next flush; a lost
+    /// acknowledgment only means one more redelivery.
+    pub fn ack(&self, session: Uuid, jti: &str, by: &'static str) -> Result<bool, DeliverError> {
+        let removed = self.store.remove(session, jti)?;
+        if removed.is_some() {
+            metrics::counter!("haltwire_directives_acked_total", "by" => by).increment(1);
+        }
+        Ok(removed.is_some())
+    }
+
+    /// Saves an entry's push bookkeeping.
+    pub fn update(&self, entry: &QueuedDirective) -> Result<(), DeliverError> {
+        Ok(self.store.update(entry)?)
+    }
+
+    /// Ends every SSE stream (graceful shutdown: open streams would keep the server up).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Becomes `true` at shutdown.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Registers a push worker's doorbell.
+    pub fn add_waker(&self, wake: std::sync::mpsc::SyncSender<()>) {
+        lock(&self.wake).push(wake);
+    }
+
+    /// Takes one of `session`'s SSE stream places; `None` when all are in use.
+    pub fn open_stream(self: &Arc<Self>, session: Uuid) -> Option<StreamPlace> {
+        let mut streams = lock(&self.streams);
+        let open = streams.entry(session).or_insert(0);
+        if *open >= self.settings.max_streams {
+            metrics::counter!("haltwire_queue_dropped_total", "queue" => "sse_streams").increment(1);
+            return None;
+        }
+        *open += 1;
+        metrics::gauge!("haltwire_sse_streams").increment(1.0);
+        Some(StreamPlace { deliver: self.clone(), session })
+    }
+}
+
+/// A held SSE stream place; released on drop.
+pub struct StreamPlace {
+    deliver: Arc<Deliver>,
+    session: Uuid,
+}
+
+impl Drop for StreamPlace {
+    fn drop(&mut self) {
+        let mut streams = lock(&self.deliver.streams);
+        if let Some(open) = streams.get_mut(&self.session) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                streams.remove(&self.session);
+            }
+        }
+        metrics::gauge!("haltwire_sse_streams").decrement(1.0);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,196 @@
+//! Storage for the per-session directive delivery queues.
+//!
+//! Four trees:
+//! - `directives`: session id (16) ‖ seq (u64 BE) → [`QueuedDirective`] JSON, so a prefix scan
+//!   of one session yields its pending directives in `seq` order.
+//! - `directive_jtis`: jti → session id ‖ seq, to acknowledge by `jti`.
+//! - `directive_seqs`: session id → the last `seq` handed out (u64 BE). Never goes down, even
+//!   when entries are acknowledged or dropped, so a `seq` is never reused.
+//! - `directive_origins`: origin key → jti, so announcing the same thing twice (a retried
+//!   clear, the start-up reconciliation) enqueues it once.
+//!
+//! One enqueue is one sled transaction over all four. Like the rest of the store, nothing here
+//! is durable until a flush; the delivery stage decides when entries become visible.
+
+use super::{SledStore, StoreError};
+use crate::deliver::QueuedDirective;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{IVec, Transactional};
+use uuid::Uuid;
+
+/// What [`DeliverStore::enqueue`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueue {
+    /// Stored under a new `seq`.
+    New { seq: u64, jti: String },
+    /// The origin was enqueued before (maybe already acknowledged); nothing was written.
+    Existing { jti: String },
+}
+
+pub trait DeliverStore: Send + Sync + 'static {
+    /// Appends `entry` to its session's queue under the next `seq` unless `origin` was enqueued
+    /// before. `entry.seq` is overwritten with the assigned value. Not durable until a flush.
+    fn enqueue(&self, origin: &[u8], entry: &QueuedDirective) -> Result<Enqueue, StoreError>;
+    /// Pending entries of `session` with `after < seq <= upto`, in `seq` order, at most `limit`.
+    fn pending(
+        &self,
+        session: Uuid,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedDirective>, StoreError>;
+    /// Number of pending entries of `session` (a prefix scan: call only when
+    /// [`DeliverStore::first_seq`] says the queue may be over its bound).
+    fn pending_count(&self, session: Uuid) -> Result<usize, StoreError>;
+    /// The lowest pending `seq` of `session` (one seek).
+    fn first_seq(&self, session: Uuid) -> Result<Option<u64>, StoreError>;
+    /// Removes the entry with this `jti` if it belongs to `session`; returns it.
+    fn remove(&self, session: Uuid, jti: &str) -> Result<Option<QueuedDirective>, StoreError>;
+    /// Replaces a pending entry's delivery bookkeeping (attempts, inbox state). A no-op when the
+    /// entry is gone (acknowledged meanwhile).
+    fn update(&self, entry: &QueuedDirective) -> Result<(), StoreError>;
+    /// The last `seq` handed out per session (everything on disk at start is durable).
+    fn last_seqs(&self) -> Result<Vec<(Uuid, u64)>, StoreError>;
+    /// Whether this origin was ever enqueued.
+    fn has_origin(&self, origin: &[u8]) -> Result<bool, StoreError>;
+}
+
+fn entry_key(session: Uuid, seq: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(session.as_bytes());
+    key[16..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn corrupt(tree: &'static str, key: &[u8], reason: impl ToString) -> StoreError {
+    let key = key.iter().map(|b| format!("{b:02x}")).collect();
+    StoreError::Corrupt { tree, key, reason: reason.to_string() }
+}
+
+fn decode_entry(key: &[u8], value: &[u8]) -> Result<QueuedDirective, StoreError> {
+    serde_json::from_slice(value).map_err(|e| corrupt("directives", key, e))
+}
+
+fn encode_entry(entry: &QueuedDirective) -> Result<IVec, StoreError> {
+    serde_json::to_vec(entry).map(IVec::from).map_err(|e| corrupt("directives", entry.jti.as_bytes(), e))
+}
+
+fn decode_seq(value: Option<&[u8]>) -> Result<u64, StoreError> {
+    match value {
+        None => Ok(0),
+        Some(v) => <[u8; 8]>::try_from(v)
+            .map(u64::from_be_bytes)
+            .map_err(|_| corrupt("directive_seqs", v, "not 8 bytes")),
+    }
+}
+
+impl DeliverStore for SledStore {
+    fn enqueue(&self, origin: &[u8], entry: &QueuedDirective) -> Result<Enqueue, StoreError> {
+        let session = entry.session_id;
+        let trees = (&self.directives, &self.directive_jtis, &self.directive_seqs, &self.directive_origins);
+        trees
+            .transaction(|(entries, jtis, seqs, origins)| {
+                if let Some(jti) = origins.get(origin)? {
+                    return Ok(Enqueue::Existing { jti: String::from_utf8_lossy(&jti).into_owned() });
+                }
+                let last = decode_seq(seqs.get(session.as_bytes())?.as_deref())
+                    .map_err(ConflictableTransactionError::Abort)?;
+                let seq = last + 1;
+                let mut stored = entry.clone();
+                stored.seq = seq;
+                let key = entry_key(session, seq);
+                let value = encode_entry(&stored).map_err(ConflictableTransactionError::Abort)?;
+                entries.insert(&key[..], value)?;
+                jtis.insert(entry.jti.as_bytes(), &key[..])?;
+                seqs.insert(session.as_bytes(), &seq.to_be_bytes()[..])?;
+                origins.insert(origin, entry.jti.as_bytes())?;
+                Ok(Enqueue::New { seq, jti: entry.jti.clone() })
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => StoreError::Sled(e),
+            })
+    }
+
+    fn pending(
+        &self,
+        session: Uuid,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedDirective>, StoreError> {
+        if upto <= after {
+            return Ok(Vec::new());
+        }
+        let start = entry_key(session, after.saturating_add(1));
+        let end = entry_key(session, upto);
+        self.directives
+            .range(start..=end)
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                decode_entry(&k, &v)
+            })
+            .collect()
+    }
+
+    fn pending_count(&self, session: Uuid) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for item in self.directives.scan_prefix(session.as_bytes()).keys() {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn first_seq(&self, session: Uuid) -> Result<Option<u64>, StoreError> {
+        match self.directives.scan_prefix(session.as_bytes()).keys().next() {
+            None => Ok(None),
+            Some(key) => {
+                let key = key?;
+                let seq = key.get(16..24).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
+                seq.map(Some).ok_or_else(|| corrupt("directives", &key, "key is not session ‖ seq"))
+            }
+        }
+    }
+
+    fn remove(&self, session: Uuid, jti: &str) -> Result<Option<QueuedDirective>, StoreError> {
+        (&self.directives, &self.directive_jtis)
+            .transaction(|(entries, jtis)| {
+                let Some(key) = jtis.get(jti.as_bytes())? else { return Ok(None) };
+                if key.len() != 24 || key[..16] != session.as_bytes()[..] {
+                    return Ok(None);
+                }
+                jtis.remove(jti.as_bytes())?;
+                let Some(value) = entries.remove(&key)? else { return Ok(None) };
+                decode_entry(&key, &value).map(Some).map_err(ConflictableTransactionError::Abort)
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => StoreError::Sled(e),
+            })
+    }
+
+    fn update(&self, entry: &QueuedDirective) -> Result<(), StoreError> {
+        let key = entry_key(entry.session_id, entry.seq);
+        let value = encode_entry(entry)?;
+        // Compare-and-swap against "present": an entry acknowledged meanwhile stays gone.
+        let _ = self.directives.fetch_and_update(key, |old| old.map(|_| value.to_vec()))?;
+        Ok(())
+    }
+
+    fn last_seqs(&self) -> Result<Vec<(Uuid, u64)>, StoreError> {
+        self.directive_seqs
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                let id = Uuid::from_slice(&k).map_err(|e| corrupt("directive_seqs", &k, e))?;
+                Ok((id, decode_seq(Some(&v))?))
+            })
+            .collect()
+    }
+
+    fn has_origin(&self, origin: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.directive_origins.contains_key(origin)?)
+    }
+}
