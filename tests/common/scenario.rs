@@ -126,12 +126,6 @@ pub fn clear_block(url: &str, soc: &str, block: &str) {
     assert_eq!(reply.status(), 200);
 }
 
-/// Whether the broker serves pending directives to sessions (the delivery queue); before it
-/// does, a notice can reach the model only as the reason of a denial.
-pub fn delivers_directives(broker: &Broker, soc: &str, session_id: &str) -> bool {
-    broker.get(&format!("/v1/sessions/{session_id}/directives"), Some(soc)).status != 404
-}
-
 /// The hook's own record of a session, from an agent's state folder (`agent::state`): its
 /// session id and token.
 pub fn session_credentials(agent_state: &Path) -> Option<(String, String)> {
