@@ -294,6 +294,11 @@ impl BrokerClient {
         self.call_json("POST", &path, Some(&session.token), Some(&Check { tool, input }))
     }
 
+    /// Whether the broker answers `GET /healthz` with success.
+    pub fn healthy(&self) -> bool {
+        self.call_text("GET", "/healthz", None, None).is_ok()
+    }
+
     /// `POST /v1/sessions/{id}/end`.
     pub fn end(&self, session: &SessionAuth) -> Result<(), ClientError> {
         let path = format!("/v1/sessions/{}/end", seg(&session.session_id));

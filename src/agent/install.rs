@@ -1,15 +1,15 @@
 //! Merging haltwire's hook entries into an agent's settings without disturbing the user's.
 //!
-//! Claude Code reads hooks from `settings.json` as `hooks.<Event>: [{matcher?, hooks: [{type,
-//! command}]}]`. The merge adds one entry per event haltwire handles, or updates the command of
-//! an entry it added before (recognized by the command: a `haltwire` program run as
-//! `hook claude`), and leaves every other key, event and hook as it was. Running it twice
-//! changes nothing the second time. Anything that is not the expected shape is an error: the
-//! user's file is never overwritten with a guess.
+//! Claude Code (`settings.json`) and Codex (`hooks.json`) read hooks in the same shape:
+//! `hooks.<Event>: [{matcher?, hooks: [{type, command, timeout?}]}]`. The merge adds one entry
+//! per event haltwire handles, or updates the command of an entry it added before (recognized
+//! by the command: a `haltwire` program run as `hook <agent>`), and leaves every other key,
+//! event and hook as it was. Running it twice changes nothing the second time. Anything that
+//! is not the expected shape is an error: the user's file is never overwritten with a guess.
 //!
 //! It does no I/O; `haltwire install` reads and writes the file.
 
-use super::hook::claude::EventName;
+use super::hook::{claude, codex};
 use serde_json::{json, Map, Value};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -20,31 +20,72 @@ pub enum InstallError {
     Shape(String, &'static str),
 }
 
-/// Whether a hook command is one haltwire installed for `agent` (e.g. `claude`).
-/// The program may be single-quoted (see [`shell_quote`]), so it can hold spaces.
-fn is_ours(command: &str, agent: &str) -> bool {
+/// The program of a hook command (its first word, which may be single-quoted; see
+/// [`shell_quote`]) and the rest of the line; `None` for an unterminated quote.
+pub fn split_program(command: &str) -> Option<(&str, &str)> {
     let command = command.trim_start();
-    let (program, rest) = match command.strip_prefix('\'') {
-        Some(quoted) => match quoted.split_once('\'') {
-            Some((program, rest)) => (program, rest),
-            None => return false,
-        },
-        None => command.split_once(char::is_whitespace).unwrap_or((command, "")),
-    };
+    match command.strip_prefix('\'') {
+        Some(quoted) => quoted.split_once('\''),
+        None => Some(command.split_once(char::is_whitespace).unwrap_or((command, ""))),
+    }
+}
+
+/// Whether a hook command is one haltwire installed for `agent` (`claude`, `codex`).
+pub fn is_ours(command: &str, agent: &str) -> bool {
+    let Some((program, rest)) = split_program(command) else { return false };
     let name = program.rsplit('/').next().unwrap_or(program);
     let mut words = rest.split_whitespace();
     name == "haltwire" && words.next() == Some("hook") && words.next() == Some(agent)
 }
 
+/// One hook entry haltwire wants in an agent's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted<'a> {
+    /// The event, as the agent spells it.
+    pub event: &'a str,
+    /// The entry's matcher (tool events only).
+    pub matcher: Option<&'a str>,
+    /// The handler's `timeout` in seconds, when the agent should be told one.
+    pub timeout: Option<u64>,
+}
+
 /// Merges the Claude Code hook entries running `command` into `settings`. Returns whether
 /// anything changed.
 pub fn merge_claude_hooks(settings: &mut Value, command: &str) -> Result<bool, InstallError> {
+    let wanted: Vec<Wanted> = claude::EventName::ALL
+        .iter()
+        .map(|e| Wanted { event: e.as_str(), matcher: e.is_tool_event().then_some("*"), timeout: None })
+        .collect();
+    merge_hooks(settings, "claude", &wanted, command)
+}
+
+/// Merges the Codex hook entries (`hooks.json`) running `command` into `settings`. Tool events
+/// match every tool (`*`): a retry through another tool must meet the gate too.
+pub fn merge_codex_hooks(settings: &mut Value, command: &str) -> Result<bool, InstallError> {
+    let wanted: Vec<Wanted> = codex::EventName::ALL
+        .iter()
+        .map(|e| Wanted {
+            event: e.as_str(),
+            matcher: e.is_tool_event().then_some("*"),
+            timeout: Some(e.timeout_secs()),
+        })
+        .collect();
+    merge_hooks(settings, "codex", &wanted, command)
+}
+
+/// Merges one entry per `wanted` event running `command`, for `agent`'s hook commands.
+pub fn merge_hooks(
+    settings: &mut Value,
+    agent: &str,
+    wanted: &[Wanted],
+    command: &str,
+) -> Result<bool, InstallError> {
     let root = settings.as_object_mut().ok_or(InstallError::NotObject)?;
     let hooks = root.entry("hooks").or_insert_with(|| Value::Object(Map::new()));
     let hooks = hooks.as_object_mut().ok_or_else(|| InstallError::Shape("hooks".into(), "an object"))?;
     let mut changed = false;
-    for event in EventName::ALL {
-        let name = event.as_str();
+    for want in wanted {
+        let name = want.event;
         let groups = hooks.entry(name).or_insert_with(|| Value::Array(Vec::new()));
         let groups =
             groups.as_array_mut().ok_or_else(|| InstallError::Shape(format!("hooks.{name}"), "an array"))?;
@@ -53,7 +94,7 @@ pub fn merge_claude_hooks(settings: &mut Value, command: &str) -> Result<bool, I
             let Some(list) = group.get_mut("hooks").and_then(Value::as_array_mut) else { continue };
             for hook in list.iter_mut() {
                 let Some(existing) = hook.get("command").and_then(Value::as_str) else { continue };
-                if !is_ours(existing, "claude") {
+                if !is_ours(existing, agent) {
                     continue;
                 }
                 found = true;
@@ -61,14 +102,20 @@ pub fn merge_claude_hooks(settings: &mut Value, command: &str) -> Result<bool, I
                     hook["command"] = json!(command);
                     changed = true;
                 }
+                if let Some(t) = want.timeout.filter(|t| hook.get("timeout") != Some(&json!(t))) {
+                    hook["timeout"] = json!(t);
+                    changed = true;
+                }
             }
         }
         if !found {
-            let entry = json!({"type": "command", "command": command});
-            groups.push(if event.is_tool_event() {
-                json!({"matcher": "*", "hooks": [entry]})
-            } else {
-                json!({"hooks": [entry]})
+            let mut entry = json!({"type": "command", "command": command});
+            if let Some(t) = want.timeout {
+                entry["timeout"] = json!(t);
+            }
+            groups.push(match want.matcher {
+                Some(m) => json!({"matcher": m, "hooks": [entry]}),
+                None => json!({"hooks": [entry]}),
             });
             changed = true;
         }
@@ -92,6 +139,8 @@ mod tests {
     use super::*;
 
     const CMD: &str = "/usr/local/bin/haltwire hook claude";
+
+    use claude::EventName;
 
     #[test]
     fn an_empty_file_gets_every_event() {
@@ -153,6 +202,28 @@ mod tests {
         assert!(!is_ours("haltwire hook codex", "claude"));
         assert!(!is_ours("python3 haltwire.py hook claude", "claude"));
         assert!(!is_ours("", "claude"));
+    }
+
+    #[test]
+    fn codex_entries_carry_timeouts_and_merge_idempotently_next_to_claude_ones() {
+        let codex_cmd = "/usr/local/bin/haltwire hook codex";
+        let mut s = json!({"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "say done"}]}]}});
+        assert!(merge_codex_hooks(&mut s, codex_cmd).unwrap());
+        for event in codex::EventName::ALL {
+            let groups = s["hooks"][event.as_str()].as_array().unwrap();
+            assert_eq!(groups.len(), 1, "{event:?}");
+            let hook = &groups[0]["hooks"][0];
+            assert_eq!(hook["command"], codex_cmd);
+            assert_eq!(hook["timeout"], event.timeout_secs());
+            assert_eq!(groups[0].get("matcher").is_some(), event.is_tool_event());
+        }
+        assert_eq!(s["hooks"]["Stop"][0]["hooks"][0]["command"], "say done");
+        let once = s.clone();
+        assert!(!merge_codex_hooks(&mut s, codex_cmd).unwrap());
+        assert_eq!(s, once);
+        // A Claude hook in the same file is not mistaken for ours.
+        assert!(merge_claude_hooks(&mut s, CMD).unwrap());
+        assert_eq!(s["hooks"]["PreToolUse"].as_array().unwrap().len(), 2);
     }
 
     #[test]

@@ -10,10 +10,12 @@
 //! - [`state`]: per-session agent-side state (session token, replay state), hardened files.
 //! - [`hook`]: hook logic shared by agents, plus each agent's stdin/stdout shapes.
 //! - [`process`]: finding the agent's process above a hook.
-//! - [`install`]: merging hook entries into an agent's settings.
+//! - [`install`]: merging hook entries into an agent's settings (Claude Code, Codex).
 //! - [`inbox`]: drain a session's inbox: verify, move to `done/` or `rejected/`, keep replay state.
+//! - [`codex`]: the Codex app-server client and the adapter (`codex run|serve`) built on it.
 
 pub mod client;
+pub mod codex;
 pub mod hook;
 pub mod inbox;
 pub mod install;

@@ -1,11 +1,11 @@
-//! `haltwire hook claude`: the hook command an agent runs at each hook event, speaking the
+//! `haltwire hook claude|codex`: the hook command an agent runs at each hook event, speaking the
 //! agent's hook protocol on stdin/stdout. The logic is `agent::hook`; this file reads stdin,
 //! resolves where the broker is, prints the answer and exits 0 (a hook's exit code has its own
 //! meaning to the agent, so answers are always JSON on stdout).
 
 use super::DataDirArg;
 use crate::agent::client::BrokerClient;
-use crate::agent::hook::{claude, Hook, HookConfig};
+use crate::agent::hook::{claude, codex, wire, AgentProfile, Hook, HookAnswer, HookConfig};
 use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -15,6 +15,9 @@ pub enum HookCommand {
     /// Claude Code hooks (SessionStart, UserPromptSubmit, PreToolUse, PostToolUse,
     /// PostToolUseFailure, SessionEnd); installed by `haltwire install claude`.
     Claude(HookArgs),
+    /// Codex hooks (SessionStart, UserPromptSubmit, PreToolUse, PostToolUse, SessionEnd);
+    /// installed by `haltwire install codex`, and passed by `haltwire codex run|serve`.
+    Codex(HookArgs),
 }
 
 #[derive(clap::Args)]
@@ -34,30 +37,36 @@ pub struct HookArgs {
 
 pub fn run(cmd: HookCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        HookCommand::Claude(args) => claude_hook(args),
+        HookCommand::Claude(args) => answer_hook(&args, claude::PROFILE, claude::parse, claude::output),
+        HookCommand::Codex(args) => answer_hook(&args, codex::PROFILE, codex::parse, codex::output),
     }
 }
 
-fn claude_hook(args: HookArgs) -> anyhow::Result<ExitCode> {
+/// Reads one hook input, lets the shared logic handle it, prints the agent's answer.
+fn answer_hook<E: Copy>(
+    args: &HookArgs,
+    profile: AgentProfile,
+    parse: fn(&[u8]) -> Result<wire::Input<E>, wire::ParseError>,
+    output: fn(E, &HookAnswer) -> Option<String>,
+) -> anyhow::Result<ExitCode> {
     let mut input = Vec::new();
-    let read = std::io::stdin().lock().take(claude::MAX_INPUT_BYTES as u64 + 1).read_to_end(&mut input);
+    let read = std::io::stdin().lock().take(wire::MAX_INPUT_BYTES as u64 + 1).read_to_end(&mut input);
     let parsed = match read {
-        Ok(_) => claude::parse(&input),
-        Err(_) => Err(claude::ParseError::NotJson("stdin unreadable".into())),
+        Ok(_) => parse(&input),
+        Err(_) => Err(wire::ParseError::NotJson("stdin unreadable".into())),
     };
     let (event, hook_event) = match parsed {
-        Ok(claude::Input::Event(name, event)) => (name, event),
-        Ok(claude::Input::Ignored(_)) => return Ok(ExitCode::SUCCESS),
+        Ok(wire::Input::Event(name, event)) => (name, event),
+        Ok(wire::Input::Ignored(_)) => return Ok(ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("haltwire hook: {e}");
-            print(&claude::unreadable_output(args.fail_closed, &e));
+            print(&wire::unreadable_output(args.fail_closed, &e));
             return Ok(ExitCode::SUCCESS);
         }
     };
-    let config = hook_config(&args);
-    let hook = Hook::new(claude::PROFILE, config);
+    let hook = Hook::new(profile, hook_config(args));
     let answer = hook.handle(&hook_event);
-    if let Some(text) = claude::output(event, &answer) {
+    if let Some(text) = output(event, &answer) {
         print(&text);
     }
     hook.acknowledge(&answer, hook_event.session());

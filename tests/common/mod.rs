@@ -297,6 +297,11 @@ pub fn sample_event(marker: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+pub mod codex;
+pub mod impostor;
+pub mod model;
+pub mod scenario;
+
 /// Prints a line that shows in `cargo test` output even for a passing test: libtest captures
 /// `println!`/`eprintln!`, not direct writes to the stderr handle. The agent end-to-end tests
 /// use it for their `RAN` / `SKIP` lines, so CI logs say whether the real agents ran.

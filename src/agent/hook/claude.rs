@@ -1,25 +1,19 @@
 //! Claude Code's hook wire shapes (observed on 2.1.328, `reference/claude-code-hooks.md`):
 //! the JSON a hook reads on stdin, and the JSON it answers on stdout.
 //!
-//! Only shapes live here; what to do is [`super`]'s. The parser is total — any bytes give an
-//! `Ok` or an `Err`, never a panic (serde_json bounds nesting) — and ignores fields it does not
-//! use, because Claude Code adds fields between versions.
-//!
-//! Answers follow what the agent honours: a deny needs `hookSpecificOutput.hookEventName`
-//! (without it the tool runs), and an allowed call gets no `permissionDecision` at all (an
-//! explicit `allow` would skip Claude Code's own permission checks). `additionalContext` reaches
-//! the model; `systemMessage` reaches only the user, so warnings go there.
+//! Only what is Claude-specific lives here (event names, outcomes); the shared shapes are
+//! [`super::wire`], and what to do is [`super`]'s.
 
-use super::{AgentProfile, GateAnswer, HookAnswer, HookEvent, SessionRef, ToolCall};
+use super::wire::{self, Fields, Slot};
+use super::{AgentProfile, HookAnswer, HookEvent, ToolCall};
 use crate::agent::client::Outcome;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
+
+pub use super::wire::{unreadable_output, ParseError, MAX_INPUT_BYTES};
 
 /// Claude Code as the shared hook logic needs to know it.
 pub const PROFILE: AgentProfile =
     AgentProfile { kind: "claude-code", process_names: &["claude"], pid_env: "CLAUDE_PID" };
-
-/// Largest hook input read (a `Write` of a big file arrives whole in `tool_input`).
-pub const MAX_INPUT_BYTES: usize = 32 * 1024 * 1024;
 
 /// Cap on the error text kept as a call's outcome.
 const MAX_ERROR_CHARS: usize = 1000;
@@ -68,103 +62,50 @@ impl EventName {
     }
 }
 
-/// A parsed hook input.
-#[derive(Debug, Clone)]
-pub enum Input {
-    /// An event haltwire acts on.
-    Event(EventName, HookEvent),
-    /// Any other event (Stop, Notification, …): answered with nothing.
-    Ignored(String),
-}
-
-/// Why stdin was not a usable hook input.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    #[error("hook input larger than {MAX_INPUT_BYTES} bytes")]
-    TooLarge,
-    #[error("hook input is not JSON: {0}")]
-    NotJson(String),
-    #[error("hook input is not a JSON object")]
-    NotObject,
-    #[error("hook input lacks `{0}`")]
-    Missing(&'static str),
-}
+/// A parsed Claude Code hook input.
+pub type Input = wire::Input<EventName>;
 
 /// Parses a hook's stdin.
 pub fn parse(bytes: &[u8]) -> Result<Input, ParseError> {
-    if bytes.len() > MAX_INPUT_BYTES {
-        return Err(ParseError::TooLarge);
-    }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| ParseError::NotJson(e.classify_text()))?;
-    let Value::Object(obj) = value else { return Err(ParseError::NotObject) };
-    let name = string(&obj, "hook_event_name").ok_or(ParseError::Missing("hook_event_name"))?;
-    let Some(event) = EventName::from_str(name) else { return Ok(Input::Ignored(name.to_string())) };
-    let session = SessionRef {
-        agent_session_id: string(&obj, "session_id").ok_or(ParseError::Missing("session_id"))?.to_string(),
-        cwd: string(&obj, "cwd").map(str::to_string).unwrap_or_else(current_dir),
+    let fields = Fields::read(bytes)?;
+    let Some(event) = EventName::from_str(&fields.event_name) else {
+        return Ok(Input::Ignored(fields.event_name));
     };
+    let session = fields.session()?;
     let hook_event = match event {
         EventName::SessionStart => HookEvent::SessionStart(session),
         EventName::UserPromptSubmit => HookEvent::PromptSubmit(session),
         EventName::SessionEnd => HookEvent::SessionEnd(session),
-        EventName::PreToolUse => HookEvent::PreTool(session, tool_call(&obj)?),
+        EventName::PreToolUse => HookEvent::PreTool(session, fields.tool_call()?),
         EventName::PostToolUse => {
-            let call = tool_call(&obj)?;
-            let outcome = success_outcome(&obj, &call);
+            let call = fields.tool_call()?;
+            let outcome = success_outcome(&fields, &call);
             HookEvent::PostTool(session, call, outcome)
         }
         EventName::PostToolUseFailure => {
-            let call = tool_call(&obj)?;
-            HookEvent::PostTool(session, call, failure_outcome(&obj))
+            let call = fields.tool_call()?;
+            HookEvent::PostTool(session, call, failure_outcome(&fields))
         }
     };
     Ok(Input::Event(event, hook_event))
 }
 
-trait ClassifyText {
-    fn classify_text(&self) -> String;
-}
-
-impl ClassifyText for serde_json::Error {
-    /// Category and position only: the input may be anything, and it goes to stderr.
-    fn classify_text(&self) -> String {
-        format!("{:?} at line {} column {}", self.classify(), self.line(), self.column())
-    }
-}
-
-fn string<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    obj.get(key).and_then(Value::as_str)
-}
-
-fn current_dir() -> String {
-    std::env::current_dir().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default()
-}
-
-fn tool_call(obj: &Map<String, Value>) -> Result<ToolCall, ParseError> {
-    let tool = string(obj, "tool_name").ok_or(ParseError::Missing("tool_name"))?.to_string();
-    let input = match obj.get("tool_input") {
-        Some(Value::Object(m)) => Value::Object(m.clone()),
-        Some(_) | None => return Err(ParseError::Missing("tool_input")),
-    };
-    let call_id = string(obj, "tool_use_id").ok_or(ParseError::Missing("tool_use_id"))?.to_string();
-    Ok(ToolCall { call_id, tool, input })
-}
-
-fn duration(obj: &Map<String, Value>) -> Option<u64> {
-    obj.get("duration_ms").and_then(Value::as_u64)
+fn duration(fields: &Fields) -> Option<u64> {
+    fields.obj.get("duration_ms").and_then(Value::as_u64)
 }
 
 /// A successful call. Claude Code reports Bash failures through `PostToolUseFailure`, so a
 /// successful Bash call exited 0.
-fn success_outcome(obj: &Map<String, Value>, call: &ToolCall) -> Outcome {
-    let interrupted = obj.get("tool_response").and_then(|r| r.get("interrupted")).and_then(Value::as_bool);
+fn success_outcome(fields: &Fields, call: &ToolCall) -> Outcome {
+    let interrupted =
+        fields.obj.get("tool_response").and_then(|r| r.get("interrupted")).and_then(Value::as_bool);
     let exit_code = (call.tool == "Bash" && interrupted != Some(true)).then_some(0);
-    Outcome { exit_code, error: None, duration_ms: duration(obj) }
+    Outcome { exit_code, error: None, duration_ms: duration(fields) }
 }
 
 /// A failed call: `error` reads `Exit code N\n<stderr>` for Bash.
-fn failure_outcome(obj: &Map<String, Value>) -> Outcome {
-    let error = string(obj, "error").unwrap_or("tool call failed");
+fn failure_outcome(fields: &Fields) -> Outcome {
+    let error = fields.string("error").unwrap_or("tool call failed");
     let exit_code = error
         .strip_prefix("Exit code ")
         .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit() && c != '-').next())
@@ -172,59 +113,27 @@ fn failure_outcome(obj: &Map<String, Value>) -> Outcome {
     Outcome {
         exit_code,
         error: Some(error.chars().take(MAX_ERROR_CHARS).collect()),
-        duration_ms: duration(obj),
+        duration_ms: duration(fields),
     }
 }
 
-/// The hook's stdout for an answer, or `None` when there is nothing to say.
+/// The hook's stdout for an answer, or `None` when there is nothing to say. SessionEnd output
+/// is not shown to anyone, so notices there would be lost (they stay pending).
 pub fn output(event: EventName, answer: &HookAnswer) -> Option<String> {
-    let mut specific = Map::new();
-    if event == EventName::PreToolUse {
-        if let Some(GateAnswer::Deny(reason)) = &answer.gate {
-            specific.insert("permissionDecision".into(), json!("deny"));
-            specific.insert("permissionDecisionReason".into(), json!(reason));
-        }
-    }
-    // SessionEnd output is not shown to anyone; notices there would be lost.
-    if !answer.notices.is_empty() && event != EventName::SessionEnd {
-        specific.insert("additionalContext".into(), json!(answer.notices.join("\n\n")));
-    }
-    let mut out = Map::new();
-    if !specific.is_empty() {
-        specific.insert("hookEventName".into(), json!(event.as_str()));
-        out.insert("hookSpecificOutput".into(), Value::Object(specific));
-    }
-    if !answer.warnings.is_empty() {
-        out.insert("systemMessage".into(), json!(answer.warnings.join("\n")));
-    }
-    (!out.is_empty()).then(|| Value::Object(out).to_string())
-}
-
-/// The answer when stdin could not be read as a hook input. A fail-closed hook cannot know
-/// the event, so it answers as for `PreToolUse` (the only event where "deny" means anything;
-/// other events ignore the shape) with the fixed fail-closed text.
-pub fn unreadable_output(fail_closed: bool, error: &ParseError) -> String {
-    let warning = format!("haltwire: unreadable hook input ({error})");
-    if fail_closed {
-        let reason = crate::directive::render::broker_unavailable();
-        json!({
-            "hookSpecificOutput": {
-                "hookEventName": "PreToolUse",
-                "permissionDecision": "deny",
-                "permissionDecisionReason": reason,
-            },
-            "systemMessage": warning,
-        })
-        .to_string()
-    } else {
-        json!({ "systemMessage": warning }).to_string()
-    }
+    let slot = Slot {
+        event_name: event.as_str(),
+        gate: event == EventName::PreToolUse,
+        context: event != EventName::SessionEnd,
+    };
+    wire::output(slot, answer)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::hook::{GateAnswer, SessionRef};
     use proptest::prelude::*;
+    use serde_json::json;
 
     const PRE: &str = r#"{"session_id":"9b97","transcript_path":"/t.jsonl","cwd":"/w/proj","prompt_id":"10b8","permission_mode":"default","effort":{"level":"medium"},"hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{"command":"echo hi > somefile","description":"write hi"},"tool_use_id":"toolu_mock_89d7"}"#;
 
@@ -307,16 +216,6 @@ mod tests {
         assert_eq!(out["hookSpecificOutput"]["hookEventName"], "PostToolUseFailure");
         assert_eq!(out["hookSpecificOutput"]["additionalContext"], "N");
         assert_eq!(output(EventName::SessionEnd, &answer), None);
-    }
-
-    #[test]
-    fn unreadable_input_denies_only_when_fail_closed() {
-        let err = ParseError::NotObject;
-        let closed: Value = serde_json::from_str(&unreadable_output(true, &err)).unwrap();
-        assert_eq!(closed["hookSpecificOutput"]["hookEventName"], "PreToolUse");
-        assert_eq!(closed["hookSpecificOutput"]["permissionDecision"], "deny");
-        let open: Value = serde_json::from_str(&unreadable_output(false, &err)).unwrap();
-        assert!(open.get("hookSpecificOutput").is_none());
     }
 
     proptest! {

@@ -13,9 +13,12 @@
 //! produces no text. When the broker cannot be asked, the configured failure mode decides:
 //! fail-open allows and warns the user (never the model), fail-closed denies with a fixed text.
 //!
-//! Each agent's wire shapes live in a submodule ([`claude`]); this file knows no agent's JSON.
+//! Each agent's wire shapes live in a submodule ([`claude`], [`codex`], sharing [`wire`]); this
+//! file knows no agent's JSON.
 
 pub mod claude;
+pub mod codex;
+pub mod wire;
 
 use super::client::{BrokerClient, ClientError, Decision, Outcome, Registration, SessionAuth};
 use super::process;
