@@ -90,20 +90,33 @@ fn claude(args: ClaudeArgs) -> anyhow::Result<ExitCode> {
     let command = hook_command("claude", &args.hook)?;
     let mut settings = read_settings(&path)?;
     let changed = merge_claude_hooks(&mut settings, &command).with_context(|| path.display().to_string())?;
-    let mut text = serde_json::to_string_pretty(&settings)?;
+    write_or_print(&path, &settings, changed, args.print, &command)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the merged file (`--print`, returning `false`), or writes it when it changed and says
+/// what happened (returning `true`).
+fn write_or_print(
+    path: &Path,
+    settings: &serde_json::Value,
+    changed: bool,
+    print_only: bool,
+    command: &str,
+) -> anyhow::Result<bool> {
+    let mut text = serde_json::to_string_pretty(settings)?;
     text.push('\n');
-    if args.print {
+    if print_only {
         print!("{text}");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(false);
     }
     if changed {
-        write_atomically(&path, text.as_bytes())?;
+        write_atomically(path, text.as_bytes())?;
         println!("haltwire hooks installed in {}", path.display());
     } else {
         println!("haltwire hooks already installed in {}", path.display());
     }
     println!("hook command: {command}");
-    Ok(ExitCode::SUCCESS)
+    Ok(true)
 }
 
 /// A JSON settings file, `{}` when absent or blank; anything else that is not JSON is an error
@@ -124,19 +137,9 @@ fn codex(args: CodexInstallArgs) -> anyhow::Result<ExitCode> {
     let command = hook_command("codex", &args.hook)?;
     let mut settings = read_settings(&path)?;
     let changed = merge_codex_hooks(&mut settings, &command).with_context(|| path.display().to_string())?;
-    let mut text = serde_json::to_string_pretty(&settings)?;
-    text.push('\n');
-    if args.print {
-        print!("{text}");
+    if !write_or_print(&path, &settings, changed, args.print, &command)? {
         return Ok(ExitCode::SUCCESS);
     }
-    if changed {
-        write_atomically(&path, text.as_bytes())?;
-        println!("haltwire hooks installed in {}", path.display());
-    } else {
-        println!("haltwire hooks already installed in {}", path.display());
-    }
-    println!("hook command: {command}");
     let server = start_codex(&args.codex_bin, &home)?;
     let cwd = std::env::current_dir().context("current directory")?;
     let cwd = cwd.to_string_lossy();
