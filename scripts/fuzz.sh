@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bounded coverage-guided fuzzing of every parser that reads untrusted input (cargo-fuzz /
-# libFuzzer): decoders, the policy loader, directive envelopes and the shell reader.
+# libFuzzer): decoders, the policy loader, directive envelopes, the shell reader and the hook
+# stdin parsers.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]      (default 30)
 #
@@ -25,8 +26,9 @@ seed decode_audit integrations/*/samples/*.log ../shared/samples/edr/*.log
 seed policy_load policies/*.yaml policies/examples/*.yaml
 seed directive_envelope fuzz/seeds/directive_envelope/*.json
 seed shell_words fuzz/seeds/shell_words/*.txt
+seed hook_stdin fuzz/seeds/hook_stdin/*.json
 
-targets="decode_json_mappings decode_audit policy_load directive_envelope shell_words"
+targets="decode_json_mappings decode_audit policy_load directive_envelope shell_words hook_stdin"
 
 for target in $targets; do
   echo "== fuzzing $target for ${seconds}s"
