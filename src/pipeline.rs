@@ -45,6 +45,8 @@ const SCAN_PAGE: usize = 512;
 const MAX_LATE: usize = 10_000;
 /// Rings handled before the directives they produced are flushed and published.
 const PUBLISH_BATCH: usize = 64;
+/// Longest a directive waits for more rings before its batch is flushed and published.
+const PUBLISH_AFTER: Duration = Duration::from_millis(1);
 
 /// Waits until everything written before the call is durable (a group-commit flush).
 pub type Durability = Arc<dyn Fn() -> Result<(), StoreError> + Send + Sync>;
@@ -99,6 +101,8 @@ pub struct Pipeline {
     durable: Durability,
     /// Enqueued but not yet published (waiting for the next flush).
     unpublished: Vec<Enqueued>,
+    /// When the oldest of `unpublished` was enqueued.
+    unpublished_since: Option<std::time::Instant>,
     rx: Receiver<Ring>,
     /// Recently unmatched or ambiguous events, for late binding.
     late: VecDeque<Uuid>,
@@ -140,6 +144,7 @@ impl Pipeline {
             deliver,
             durable,
             unpublished: Vec::new(),
+            unpublished_since: None,
             rx,
             late: VecDeque::new(),
         };
@@ -159,7 +164,9 @@ impl Pipeline {
         let mut last_scan = std::time::Instant::now() - Duration::from_secs(10);
         while !stop.load(Ordering::Acquire) {
             let mut ring = self.rx.recv_timeout(Duration::from_millis(200));
-            // Work through the rings at hand, then flush and publish their directives once.
+            // Work through the rings at hand, flushing and publishing their directives once per
+            // batch; a batch closes when no ring is waiting, or when its first directive has
+            // waited PUBLISH_AFTER (so a steady stream of events does not delay delivery).
             for _ in 0..PUBLISH_BATCH {
                 let result = match ring {
                     Ok(Ring::Stored(id)) => self.process(id),
@@ -173,6 +180,9 @@ impl Pipeline {
                 if let Err(err) = result {
                     tracing::warn!(%err, "pipeline step failed; the cursor scan retries it");
                 }
+                if self.unpublished_since.is_some_and(|t| t.elapsed() >= PUBLISH_AFTER) {
+                    break;
+                }
                 ring = self.rx.try_recv().map_err(|e| match e {
                     mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
                     mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
@@ -180,9 +190,11 @@ impl Pipeline {
             }
             self.publish();
             if last_scan.elapsed() >= Duration::from_secs(1) {
+                let started = std::time::Instant::now();
                 if let Err(err) = self.catch_up() {
                     tracing::warn!(%err, "pipeline scan failed");
                 }
+                tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "pipeline scan");
                 self.publish();
                 last_scan = std::time::Instant::now();
             }
@@ -197,7 +209,10 @@ impl Pipeline {
             return;
         }
         match (self.durable)() {
-            Ok(()) => self.deliver.publish(&std::mem::take(&mut self.unpublished)),
+            Ok(()) => {
+                self.deliver.publish(&std::mem::take(&mut self.unpublished));
+                self.unpublished_since = None;
+            }
             Err(err) => tracing::warn!(%err, "flush before publishing directives failed"),
         }
     }
@@ -255,8 +270,7 @@ impl Pipeline {
             return Ok(());
         }
         let command = correlation.call_id.as_ref().and_then(|id| ledger.iter().find(|c| &c.call_id == id));
-        let filter = BlockFilter { session: Some(session.session_id), status: None };
-        let prior_blocks = u32::try_from(self.blocks.list(&filter)?.len()).unwrap_or(u32::MAX);
+        let prior_blocks = self.blocks.count_for_session(session.session_id);
         let policies = self.policies.current();
         let input = EvalInput {
             event,
