@@ -103,7 +103,7 @@ fn agent() -> ureq::Agent {
 }
 
 pub fn run(settings: DeliverSettings) -> Result<DeliverReport, BenchError> {
-    if !(settings.rate > 0.0) || settings.senders == 0 {
+    if !settings.rate.is_finite() || settings.rate <= 0.0 || settings.senders == 0 {
         return Err(BenchError::Settings("--rate and --senders must be positive".into()));
     }
     let mut sleeper =
