@@ -4,7 +4,7 @@
 //! is the one block → directive → deliver edge, also used when a block is cleared or expires.
 //!
 //! Directives become visible to agents only after a store flush: the pipeline enqueues while
-//! it works through the rings at hand, then waits once for a group-commit flush and publishes
+//! it works through the rings at hand (at most 1 ms), then flushes the store once and publishes
 //! them all (so a `seq` an agent has seen never disappears in a crash). On start it reconciles:
 //! a block of an active session whose directive was lost to a crash is announced again.
 //!
@@ -48,7 +48,7 @@ const PUBLISH_BATCH: usize = 64;
 /// Longest a directive waits for more rings before its batch is flushed and published.
 const PUBLISH_AFTER: Duration = Duration::from_millis(1);
 
-/// Waits until everything written before the call is durable (a group-commit flush).
+/// Waits until everything written before the call is durable (a store flush).
 pub type Durability = Arc<dyn Fn() -> Result<(), StoreError> + Send + Sync>;
 
 /// Why the pipeline was rung.
