@@ -5,17 +5,19 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let dir = Path::new("integrations");
+    // Anchored at the manifest, and loud when missing: an empty built-in set once slipped into
+    // a build silently and every vendor integration vanished from the binary.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest).join("integrations");
+    let dir = dir.as_path();
     println!("cargo:rerun-if-changed=integrations");
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.path().join("mapping.toml").is_file())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("mapping.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.is_empty(), "no integrations/*/mapping.toml under {}", dir.display());
     names.sort();
     let mut out = String::from("/// Built-in mappings: (integration name, mapping.toml text).\npub const BUILT_IN_MAPPINGS: &[(&str, &str)] = &[\n");
     for name in &names {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Bounded coverage-guided fuzzing of the decoders (cargo-fuzz / libFuzzer).
+# Bounded coverage-guided fuzzing of every parser that reads untrusted input (cargo-fuzz /
+# libFuzzer): decoders, the policy loader, directive envelopes and the shell reader.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]      (default 30)
 #
@@ -22,8 +23,12 @@ seed() { # target, files...
 seed decode_json_mappings integrations/*/samples/*.json ../shared/samples/edr/*.json
 seed decode_audit integrations/*/samples/*.log ../shared/samples/edr/*.log
 seed policy_load policies/*.yaml policies/examples/*.yaml
+seed directive_envelope fuzz/seeds/directive_envelope/*.json
+seed shell_words fuzz/seeds/shell_words/*.txt
 
-for target in decode_json_mappings decode_audit policy_load; do
+targets="decode_json_mappings decode_audit policy_load directive_envelope shell_words"
+
+for target in $targets; do
   echo "== fuzzing $target for ${seconds}s"
   cargo fuzz run --fuzz-dir fuzz -O "$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 15
 done

@@ -49,6 +49,9 @@ pub struct Config {
     /// Agent session settings.
     #[serde(default)]
     pub sessions: SessionsConfig,
+    /// HTTP connection limits.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// `[deliver]`: directive queues and delivery channels.
     #[serde(default)]
     pub deliver: DeliverConfig,
@@ -119,6 +122,46 @@ fn default_commit_queue() -> usize {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig { commit_queue: default_commit_queue() }
+    }
+}
+
+/// `[http]`: limits that keep slow or numerous clients from exhausting the broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Connections served at once. Beyond it, new connections wait in the kernel's accept
+    /// queue until one closes, instead of each costing a task and buffers. Default 1024.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client gets to send a request's headers; slower connections are closed
+    /// (slow-loris). Default 10.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request may take from its headers to its answer, body included; beyond it
+    /// the answer is 408. Default 30.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+
+fn default_header_read_timeout_secs() -> u64 {
+    10
+}
+
+fn default_request_timeout_secs() -> u64 {
+    30
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_connections: default_max_connections(),
+            header_read_timeout_secs: default_header_read_timeout_secs(),
+            request_timeout_secs: default_request_timeout_secs(),
+        }
     }
 }
 

@@ -14,7 +14,7 @@
 //! - [`pipeline`]: the spine that runs the stages after ingest, in order.
 //! - [`deliver`]: per-session directive queues and the channels that carry them (SSE, inbox).
 //! - [`inbox_dir`]: the inbox directory contract shared by the broker's writer and the agent's reader.
-//! - [`agent`]: agent-side code (the inbox reader); the broker's wire contracts only.
+//! - [`agent`]: agent-side code (hooks, inbox reader, broker client); the broker's wire contracts only.
 //! - [`api`]: SOC read routes, health, metrics and the OpenAPI document.
 //! - [`directive`]: the broker's signing key; the only code that reads it.
 //! - [`config`](mod@config): `haltwire.toml`.
@@ -31,6 +31,7 @@ pub mod decode;
 pub mod deliver;
 pub mod directive;
 pub mod event;
+pub mod http_serve;
 pub mod inbox_dir;
 pub mod ingest;
 pub mod pipeline;

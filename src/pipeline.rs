@@ -4,18 +4,24 @@
 //! is the one block → directive → deliver edge, also used when a block is cleared or expires.
 //!
 //! Directives become visible to agents only after a store flush: the pipeline enqueues while
-//! it works through the rings at hand (at most 1 ms), then flushes the store once and publishes
+//! it works through the batch of rings at hand, then flushes the store once and publishes
 //! them all (so a `seq` an agent has seen never disappears in a crash). On start it reconciles:
 //! a block of an active session whose directive was lost to a crash is announced again.
 //!
-//! Ingest and the session API only *ring* the pipeline (a bounded queue of ids; a full queue
-//! drops the ring and counts it). What the pipeline works on comes from the store: a
-//! persistent cursor over the events tree, re-read each second with a small overlap (commits
-//! finish out of id order), so every stored event is processed even if a ring was dropped or
-//! the broker crashed. Processing is idempotent: an event that already has a correlation is
-//! not correlated again, except to bind it late when a matching ledger entry arrives.
+//! Ingest and the session API only *ring* the pipeline (a bounded queue; a full queue drops the
+//! ring and counts it). HTTP ingest rings with the stored event itself, so the pipeline does not
+//! read back what was just written; file ingest rings with the id. What the pipeline works on is
+//! still the store's: a persistent cursor over the events tree, re-read with a small overlap
+//! (commits finish out of id order), so every stored event is processed even if a ring was
+//! dropped or lost, or the broker crashed. The scan runs every second while a ring may have
+//! been missed (at start, after a dropped or lost ring or a failed step) and every
+//! [`BACKSTOP_SCAN`] otherwise; it reads keys, and only the events without a correlation.
+//! Processing is idempotent: an event that already has a correlation is not correlated again,
+//! except to bind it late when a matching ledger entry arrives.
 //!
-//! Runs on its own thread: every step is a blocking sled read or write.
+//! Runs on its own thread: every step is a blocking sled read or write. Rings waiting in the
+//! queue are taken together, so the sessions and ledgers are loaded once per batch, not once per
+//! event.
 
 use crate::block::active::{ActiveBlocks, BlockFilter};
 use crate::block::{Block, BlockKind, BlockSpec, ScopeKind};
@@ -30,40 +36,69 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Rings waiting for the pipeline thread; beyond it rings are dropped (the cursor scan still
 /// finds the events).
 const QUEUE_CAPACITY: usize = 4096;
+/// Largest `raw` an event may have to travel in a ring; a larger one rings by id, so the
+/// queue's memory stays bounded (about `QUEUE_CAPACITY` × twice this).
+const MAX_RING_EVENT_RAW: usize = 8 * 1024;
+/// Most rings handled as one batch (one load of sessions and ledgers).
+const MAX_BATCH: usize = 1024;
+/// Pause after a batch, so that the rings of a busy ingest gather into the next batch instead
+/// of waking this thread once per event: each wake-up is a context switch on the core that
+/// also serves ingest, and this thread's store reads would interleave with the committer's
+/// transactions. It delays correlation (and so directives) by at most this much, never the
+/// ingest answer; kept short because event → directive latency is a target too.
+const PACE: Duration = Duration::from_millis(1);
 /// How far behind the cursor each scan starts again: longer than any commit takes.
 const SCAN_OVERLAP_MS: i64 = 5_000;
+/// How often the store is scanned while a ring may have been missed.
+const SCAN_SOON: Duration = Duration::from_secs(1);
+/// How often the store is scanned when every ring arrived: a backstop for a loss nothing
+/// reported.
+const BACKSTOP_SCAN: Duration = Duration::from_secs(10);
 /// Events read per scan step.
 const SCAN_PAGE: usize = 512;
 /// Unmatched events kept for late binding, newest last.
 const MAX_LATE: usize = 10_000;
-/// Rings handled before the directives they produced are flushed and published.
-const PUBLISH_BATCH: usize = 64;
-/// Longest a directive waits for more rings before its batch is flushed and published.
-const PUBLISH_AFTER: Duration = Duration::from_millis(1);
 
 /// Waits until everything written before the call is durable (a store flush).
 pub type Durability = Arc<dyn Fn() -> Result<(), StoreError> + Send + Sync>;
 
 /// Why the pipeline was rung.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub enum Ring {
-    /// An event was stored durably.
+    /// An event was stored durably; the pipeline reads it from the store.
     Stored(Uuid),
+    /// An event was stored durably and is handed over as written, so that the pipeline need
+    /// not read it back. Built by [`Ring::stored`].
+    StoredEvent(Box<SecurityEvent>),
     /// A session's ledger gained a call: unmatched events may now bind to it.
     LedgerChanged(Uuid),
+}
+
+impl Ring {
+    /// The ring for an event that is now durable: the event itself, or only its id when its
+    /// original is large (see [`MAX_RING_EVENT_RAW`]).
+    pub fn stored(event: SecurityEvent) -> Ring {
+        if event.raw.get().len() <= MAX_RING_EVENT_RAW {
+            Ring::StoredEvent(Box::new(event))
+        } else {
+            Ring::Stored(event.id)
+        }
+    }
 }
 
 /// The sending side, given to ingest and the session API. Cheap to clone; never blocks.
 #[derive(Clone)]
 pub struct PipelineHandle {
     tx: SyncSender<Ring>,
+    /// Set when a ring was dropped or lost: the pipeline scans the store soon.
+    missed: Arc<AtomicBool>,
 }
 
 impl PipelineHandle {
@@ -72,7 +107,7 @@ impl PipelineHandle {
     #[cfg(test)]
     pub fn channel(capacity: usize) -> (PipelineHandle, Receiver<Ring>) {
         let (tx, rx) = mpsc::sync_channel(capacity);
-        (PipelineHandle { tx }, rx)
+        (PipelineHandle { tx, missed: Arc::default() }, rx)
     }
 
     pub fn ring(&self, ring: Ring) {
@@ -80,9 +115,16 @@ impl PipelineHandle {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 metrics::counter!("haltwire_queue_dropped_total", "queue" => "pipeline").increment(1);
+                self.missed();
             }
             Err(TrySendError::Disconnected(_)) => {}
         }
+    }
+
+    /// Says that an event may have been stored without a ring (a caller gave up waiting, or
+    /// durability was not confirmed): the pipeline scans the store within a second.
+    pub fn missed(&self) {
+        self.missed.store(true, Ordering::Release);
     }
 }
 
@@ -101,11 +143,15 @@ pub struct Pipeline {
     durable: Durability,
     /// Enqueued but not yet published (waiting for the next flush).
     unpublished: Vec<Enqueued>,
-    /// When the oldest of `unpublished` was enqueued.
-    unpublished_since: Option<std::time::Instant>,
     rx: Receiver<Ring>,
+    /// Shared with every [`PipelineHandle`]: a ring may have been missed.
+    missed: Arc<AtomicBool>,
     /// Recently unmatched or ambiguous events, for late binding.
     late: VecDeque<Uuid>,
+    /// The newest event id a scan has looked at in this run. Only a scan can have correlated
+    /// an event before its (single) ring is handled, so for a newer id the stored-correlation
+    /// check is skipped.
+    scanned_upto: Option<Uuid>,
 }
 
 /// A running pipeline: stop it with [`Running::stop`].
@@ -135,6 +181,8 @@ impl Pipeline {
     ) -> std::io::Result<(PipelineHandle, Running)> {
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let stop = Arc::new(AtomicBool::new(false));
+        // A fresh start may follow a crash that lost rings: the first scan runs at once.
+        let missed = Arc::new(AtomicBool::new(true));
         let mut pipeline = Pipeline {
             store,
             sessions,
@@ -144,15 +192,16 @@ impl Pipeline {
             deliver,
             durable,
             unpublished: Vec::new(),
-            unpublished_since: None,
             rx,
+            missed: missed.clone(),
             late: VecDeque::new(),
+            scanned_upto: None,
         };
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("haltwire-pipeline".into())
             .spawn(move || pipeline.run(&flag))?;
-        Ok((PipelineHandle { tx }, Running { stop, thread }))
+        Ok((PipelineHandle { tx, missed }, Running { stop, thread }))
     }
 
     fn run(&mut self, stop: &AtomicBool) {
@@ -161,42 +210,35 @@ impl Pipeline {
             Err(err) => tracing::warn!(%err, "directive reconciliation failed"),
         }
         self.publish();
-        let mut last_scan = std::time::Instant::now() - Duration::from_secs(10);
+        let mut last_scan: Option<Instant> = None;
         while !stop.load(Ordering::Acquire) {
-            let mut ring = self.rx.recv_timeout(Duration::from_millis(200));
-            // Work through the rings at hand, flushing and publishing their directives once per
-            // batch; a batch closes when no ring is waiting, or when its first directive has
-            // waited PUBLISH_AFTER (so a steady stream of events does not delay delivery).
-            for _ in 0..PUBLISH_BATCH {
-                let result = match ring {
-                    Ok(Ring::Stored(id)) => self.process(id),
-                    Ok(Ring::LedgerChanged(session)) => self.bind_late(session),
-                    Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => {
-                        self.publish();
-                        return;
+            match self.rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(first) => {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match self.rx.try_recv() {
+                            Ok(ring) => batch.push(ring),
+                            Err(_) => break,
+                        }
                     }
-                };
-                if let Err(err) = result {
-                    tracing::warn!(%err, "pipeline step failed; the cursor scan retries it");
+                    self.handle(batch);
+                    // Flush and publish the batch's directives once, before pausing.
+                    self.publish();
+                    std::thread::sleep(PACE);
                 }
-                if self.unpublished_since.is_some_and(|t| t.elapsed() >= PUBLISH_AFTER) {
-                    break;
-                }
-                ring = self.rx.try_recv().map_err(|e| match e {
-                    mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
-                    mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-                });
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
             }
-            self.publish();
-            if last_scan.elapsed() >= Duration::from_secs(1) {
-                let started = std::time::Instant::now();
+            let every = if self.missed.load(Ordering::Acquire) { SCAN_SOON } else { BACKSTOP_SCAN };
+            if last_scan.is_none_or(|at| at.elapsed() >= every) {
+                // Cleared before scanning: a ring lost during the scan is caught by the next one.
+                self.missed.store(false, Ordering::Release);
                 if let Err(err) = self.catch_up() {
                     tracing::warn!(%err, "pipeline scan failed");
+                    self.missed.store(true, Ordering::Release);
                 }
-                tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "pipeline scan");
                 self.publish();
-                last_scan = std::time::Instant::now();
+                last_scan = Some(Instant::now());
             }
         }
         self.publish();
@@ -211,20 +253,72 @@ impl Pipeline {
         match (self.durable)() {
             Ok(()) => {
                 self.deliver.publish(&std::mem::take(&mut self.unpublished));
-                self.unpublished_since = None;
             }
             Err(err) => tracing::warn!(%err, "flush before publishing directives failed"),
         }
     }
 
-    /// Runs the stages for one stored event unless they already ran.
-    fn process(&mut self, id: Uuid) -> Result<(), StoreError> {
-        if self.sessions.correlation(id)?.is_some() {
+    /// Runs the stages for a batch of rings, in order. Sessions and ledgers are loaded once,
+    /// after every ring of the batch was queued, and again after a ledger change.
+    fn handle(&mut self, batch: Vec<Ring>) {
+        let mut candidates = None;
+        for ring in batch {
+            let result = match ring {
+                Ring::Stored(id) => self.process(id, &mut candidates),
+                Ring::StoredEvent(event) => self.process_event(&event, &mut candidates),
+                Ring::LedgerChanged(session) => {
+                    candidates = None;
+                    self.bind_late(session)
+                }
+            };
+            if let Err(err) = result {
+                tracing::warn!(%err, "pipeline step failed; the cursor scan retries it");
+                self.missed.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Runs the stages for one stored event, read from the store, unless they already ran.
+    fn process(&mut self, id: Uuid, candidates: &mut Option<Candidates>) -> Result<(), StoreError> {
+        if self.done_before(id)? {
             return Ok(());
         }
         let Some(event) = self.store.event(id)? else { return Ok(()) };
-        let candidates = self.candidates()?;
-        self.correlate_and_store(&event, &candidates)
+        self.correlate_with(&event, candidates)
+    }
+
+    /// Runs the stages for one stored event unless they already ran.
+    fn process_event(
+        &mut self,
+        event: &SecurityEvent,
+        candidates: &mut Option<Candidates>,
+    ) -> Result<(), StoreError> {
+        if self.done_before(event.id)? {
+            return Ok(());
+        }
+        self.correlate_with(event, candidates)
+    }
+
+    /// Whether the event already has its correlation. Every event is rung once, so only a scan
+    /// can have got there first, and only for an id it has seen; newer ids skip the store.
+    fn done_before(&self, id: Uuid) -> Result<bool, StoreError> {
+        if self.scanned_upto.is_none_or(|upto| id > upto) {
+            return Ok(false);
+        }
+        self.sessions.has_correlation(id)
+    }
+
+    /// Correlates with the batch's candidates, loading them on first use.
+    fn correlate_with(
+        &mut self,
+        event: &SecurityEvent,
+        candidates: &mut Option<Candidates>,
+    ) -> Result<(), StoreError> {
+        let loaded = match candidates {
+            Some(loaded) => loaded,
+            None => candidates.insert(self.candidates()?),
+        };
+        self.correlate_and_store(event, loaded)
     }
 
     /// Correlates one event against already loaded candidates (loaded once per batch: each
@@ -304,7 +398,7 @@ impl Pipeline {
     }
 
     /// Every session with its ledger. The correlator filters by host and lifetime.
-    fn candidates(&self) -> Result<Vec<(Session, Vec<CommandRecord>)>, StoreError> {
+    fn candidates(&self) -> Result<Candidates, StoreError> {
         self.sessions
             .sessions()?
             .into_iter()
@@ -344,17 +438,15 @@ impl Pipeline {
         });
         let mut after = None;
         loop {
-            let page = self.store.events(&EventQuery { after, since, limit: SCAN_PAGE })?;
-            let Some(last) = page.last().map(|e| e.id) else { break };
+            // Ids first: nearly every event in the overlap has its correlation already, and
+            // reading only the key and the correlation's presence is far cheaper than the event.
+            let page = self.store.event_ids(&EventQuery { after, since, limit: SCAN_PAGE })?;
+            let Some(&last) = page.last() else { break };
+            // Before processing: `process` must check the store for every id of this page.
+            self.scanned_upto = self.scanned_upto.max(Some(last));
             let mut candidates = None;
-            for event in &page {
-                if self.sessions.correlation(event.id)?.is_none() {
-                    if candidates.is_none() {
-                        candidates = Some(self.candidates()?);
-                    }
-                    let loaded = candidates.as_deref().unwrap_or_default();
-                    self.correlate_and_store(event, loaded)?;
-                }
+            for &id in &page {
+                self.process(id, &mut candidates)?;
             }
             self.sessions.set_pipeline_cursor(last)?;
             after = Some(last);
@@ -418,6 +510,9 @@ pub fn reconcile(
     }
     Ok(out)
 }
+
+/// Every session with its ledger, as the correlator takes them.
+type Candidates = Vec<(Session, Vec<CommandRecord>)>;
 
 /// What a decision means for the block stage; `None` for `ignore`.
 fn block_spec(decision: &policy::Decision, hash: &str, now: OffsetDateTime) -> Option<BlockSpec> {

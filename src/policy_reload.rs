@@ -95,7 +95,7 @@ impl PolicyReloader {
         let Some(dir) = self.dir.clone() else { return Ok(None) };
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
+            if event.is_ok_and(|e| changes_content(&e.kind)) {
                 let _ = tx.send(());
             }
         })?;
@@ -113,4 +113,16 @@ impl PolicyReloader {
             .map_err(notify::Error::io)?;
         Ok(Some(watcher))
     }
+}
+
+/// Whether a watch event can change what the folder compiles to. Reading the files (which
+/// every reload does) raises access events; reacting to those made the broker reload its
+/// policies in a loop, every debounce interval, for as long as it ran.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    matches!(kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any)
+        && !matches!(
+            kind,
+            EventKind::Modify(notify::event::ModifyKind::Metadata(notify::event::MetadataKind::AccessTime))
+        )
 }

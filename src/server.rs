@@ -15,6 +15,7 @@ use crate::deliver::inbox::{InboxSettings, InboxWorker};
 use crate::deliver::{Deliver, DeliverError, DeliverSettings};
 use crate::directive::keys::BrokerKey;
 use crate::directive::signer::DirectiveSigner;
+use crate::http_serve::ConnectionLimits;
 use crate::ingest::file::{FileIngest, FileIngestError};
 use crate::ingest::http::{self as ingest_http, IngestState};
 use crate::ingest::sources::Sources;
@@ -116,6 +117,8 @@ pub struct Prepared {
     ready: Arc<AtomicBool>,
     metrics: PrometheusHandle,
     store_config: StoreConfig,
+    /// Connection cap and header deadline for the accept loop.
+    limits: ConnectionLimits,
     /// The stages after ingest, on their own thread.
     pipeline_thread: crate::pipeline::Running,
     /// Rung by file ingest once a batch is durable (HTTP ingest and the API hold their own).
@@ -242,8 +245,9 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
             }))
             .layer(tower_http::timeout::TimeoutLayer::with_status_code(
                 axum::http::StatusCode::REQUEST_TIMEOUT,
-                Duration::from_secs(30),
-            ));
+                Duration::from_secs(config.http.request_timeout_secs.max(1)),
+            ))
+            .layer(axum::middleware::from_fn(crate::api::problem::problem_for_bare_errors));
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -262,6 +266,10 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
         ready,
         metrics,
         store_config: config.store,
+        limits: ConnectionLimits {
+            max_connections: config.http.max_connections,
+            header_read_timeout: Duration::from_secs(config.http.header_read_timeout_secs.max(1)),
+        },
         pipeline_thread,
         pipeline,
         upkeep,
@@ -285,6 +293,7 @@ pub async fn run(
         ready,
         metrics,
         store_config,
+        limits,
         pipeline_thread,
         pipeline,
         upkeep: session_upkeep,
@@ -315,14 +324,7 @@ pub async fn run(
         deliver.close();
         tracing::info!("shutdown requested: finishing in-flight requests");
     };
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    // TCP_NODELAY: SSE streams write one small frame per directive; with Nagle's algorithm a
-    // frame waits for the client's (delayed) ACK of the previous one, tens of milliseconds.
-    use axum::serve::ListenerExt as _;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let served = axum::serve(listener, service).with_graceful_shutdown(graceful).await;
+    crate::http_serve::serve(listener, app, limits, graceful).await;
 
     let _ = stop_tx.send(true);
     // Watches first: each finishes the batch it is writing while the committer still runs
@@ -340,7 +342,6 @@ pub async fn run(
     })
     .await;
     let _ = tokio::join!(sweeper, upkeep);
-    served.map_err(ServeError::Serve)?;
     match flushed {
         Ok(result) => result?,
         Err(join) => tracing::error!(error = %join, "final flush task failed"),

@@ -7,12 +7,46 @@
 //! Metric names here are a contract documented in docs/operations.md.
 
 use crate::event::Trust;
+use metrics::{Counter, Histogram};
+use std::sync::OnceLock;
 use std::time::Duration;
 use uuid::Uuid;
+
+/// The per-source series of accepted requests, registered on a source's first accepted request
+/// and reused after, so that a request neither builds label strings nor looks the series up.
+/// Taken from the recorder installed at that first use (`serve` installs it before serving).
+#[derive(Default)]
+pub struct SourceSeries {
+    handles: OnceLock<AcceptedHandles>,
+}
+
+struct AcceptedHandles {
+    received: Counter,
+    duplicates: Counter,
+    accepted: Counter,
+    duration: Histogram,
+}
+
+impl SourceSeries {
+    /// `trust` is the source's tier: every event of one source has the same.
+    fn handles(&self, source: &str, trust: Trust) -> &AcceptedHandles {
+        self.handles.get_or_init(|| {
+            let source = source.to_string();
+            AcceptedHandles {
+                received: metrics::counter!("haltwire_ingest_received_total", "source" => source.clone()),
+                duplicates: metrics::counter!("haltwire_ingest_duplicates_total", "source" => source.clone()),
+                accepted: metrics::counter!("haltwire_ingest_accepted_total", "source" => source.clone(), "trust" => trust.as_str()),
+                duration: metrics::histogram!("haltwire_ingest_duration_seconds", "source" => source),
+            }
+        })
+    }
+}
 
 /// An event was authenticated and is durably stored (or was a duplicate of one that is).
 pub struct IngestAccepted<'a> {
     pub source: &'a str,
+    /// The source's series (see [`SourceSeries`]).
+    pub series: &'a SourceSeries,
     pub trust: Trust,
     pub duplicate: bool,
     pub event_id: Uuid,
@@ -21,16 +55,14 @@ pub struct IngestAccepted<'a> {
 
 impl IngestAccepted<'_> {
     pub fn emit(self) {
-        let source = self.source.to_string();
-        metrics::counter!("haltwire_ingest_received_total", "source" => source.clone()).increment(1);
+        let series = self.series.handles(self.source, self.trust);
+        series.received.increment(1);
         if self.duplicate {
-            metrics::counter!("haltwire_ingest_duplicates_total", "source" => source.clone()).increment(1);
+            series.duplicates.increment(1);
         } else {
-            metrics::counter!("haltwire_ingest_accepted_total", "source" => source.clone(), "trust" => self.trust.as_str())
-                .increment(1);
+            series.accepted.increment(1);
         }
-        metrics::histogram!("haltwire_ingest_duration_seconds", "source" => source)
-            .record(self.elapsed.as_secs_f64());
+        series.duration.record(self.elapsed.as_secs_f64());
         tracing::debug!(
             source = self.source,
             event_id = %self.event_id,

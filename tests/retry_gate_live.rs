@@ -167,3 +167,35 @@ fn a_broken_policy_folder_is_rejected_and_the_last_good_set_keeps_deciding() {
     let block_id = block_and_wait(&broker, &sid, &token, &soc, agent.0.id());
     assert_eq!(broker.get(&format!("/v1/blocks/{block_id}"), Some(&soc)).json()["policy_hash"], good);
 }
+
+/// Reloads counted by trigger and outcome, from /metrics.
+fn watch_reloads(broker: &Broker) -> u64 {
+    let text = broker.get("/metrics", None).body;
+    text.lines()
+        .filter(|l| l.starts_with("haltwire_policy_reloads_total") && l.contains("trigger=\"watch\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[test]
+fn an_idle_policy_folder_is_not_reloaded_and_an_edit_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("default.yaml"), include_str!("../policies/default.yaml")).unwrap();
+    let config = dir.path().join("haltwire.toml");
+    std::fs::write(&config, "policies_dir = \"policies\"\n").unwrap();
+    let broker = BrokerBuilder::new(&dir.path().join("data")).config(&config).start();
+    // Reading the files on each reload must not count as a change (it once looped forever).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(watch_reloads(&broker), 0, "the broker reloaded an unchanged folder");
+    std::fs::write(policies.join("default.yaml"), format!("{}\n", include_str!("../policies/default.yaml")))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while watch_reloads(&broker) == 0 {
+        assert!(Instant::now() < deadline, "an edit was not picked up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(watch_reloads(&broker), 1, "one edit, one reload");
+}

@@ -36,6 +36,12 @@ pub enum ProblemType {
     StorageUnavailable,
     /// The broker is shutting down.
     ShuttingDown,
+    /// The route exists, the method does not (the `Allow` header lists the ones that do).
+    MethodNotAllowed,
+    /// The request took longer than the server's per-request limit.
+    RequestTimeout,
+    /// A bug: the broker failed in a way it has no specific answer for.
+    Internal,
 }
 
 impl ProblemType {
@@ -55,6 +61,9 @@ impl ProblemType {
             ProblemType::Overloaded => "urn:haltwire:problem:overloaded",
             ProblemType::StorageUnavailable => "urn:haltwire:problem:storage-unavailable",
             ProblemType::ShuttingDown => "urn:haltwire:problem:shutting-down",
+            ProblemType::MethodNotAllowed => "urn:haltwire:problem:method-not-allowed",
+            ProblemType::RequestTimeout => "urn:haltwire:problem:request-timeout",
+            ProblemType::Internal => "urn:haltwire:problem:internal",
         }
     }
 
@@ -71,6 +80,9 @@ impl ProblemType {
             ProblemType::InvalidPolicies => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemType::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ProblemType::StorageUnavailable | ProblemType::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemType::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProblemType::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProblemType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -89,6 +101,9 @@ impl ProblemType {
             ProblemType::Overloaded => "Too many requests waiting to commit",
             ProblemType::StorageUnavailable => "Storage unavailable",
             ProblemType::ShuttingDown => "Shutting down",
+            ProblemType::MethodNotAllowed => "Method not allowed on this route",
+            ProblemType::RequestTimeout => "Request took too long",
+            ProblemType::Internal => "Internal error",
         }
     }
 
@@ -154,4 +169,49 @@ impl IntoResponse for Problem {
         }
         response
     }
+}
+
+/// The problem type for a bare error status produced outside our handlers (routing, timeouts,
+/// body limits): what [`problem_for_bare_errors`] answers with.
+fn type_for_status(status: StatusCode) -> ProblemType {
+    match status {
+        StatusCode::NOT_FOUND => ProblemType::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ProblemType::MethodNotAllowed,
+        StatusCode::REQUEST_TIMEOUT => ProblemType::RequestTimeout,
+        StatusCode::PAYLOAD_TOO_LARGE => ProblemType::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ProblemType::UnsupportedMediaType,
+        StatusCode::UNAUTHORIZED => ProblemType::Unauthorized,
+        StatusCode::FORBIDDEN => ProblemType::Forbidden,
+        StatusCode::UNPROCESSABLE_ENTITY => ProblemType::InvalidEvent,
+        StatusCode::TOO_MANY_REQUESTS => ProblemType::Overloaded,
+        StatusCode::SERVICE_UNAVAILABLE => ProblemType::StorageUnavailable,
+        s if s.is_client_error() => ProblemType::InvalidRequest,
+        _ => ProblemType::Internal,
+    }
+}
+
+/// Middleware: every error answer is problem+json. Routing misses (404, 405), the request
+/// timeout (408) and other framework answers come with no body or plain text; they are
+/// replaced by the matching problem, keeping `Allow` so clients still learn the methods.
+pub async fn problem_for_bare_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut problem = Problem::new(type_for_status(status));
+    problem.status = status.as_u16();
+    let mut replaced = problem.into_response();
+    if let Some(allow) = allow {
+        replaced.headers_mut().insert(header::ALLOW, allow);
+    }
+    replaced
 }

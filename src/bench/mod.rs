@@ -11,6 +11,7 @@
 
 pub mod deliver;
 pub mod floor;
+pub mod hook;
 pub mod load;
 pub mod startup;
 mod stats;

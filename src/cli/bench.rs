@@ -1,4 +1,4 @@
-//! `haltwire bench ingest|floor|deliver|startup`: measurement tooling (see `crate::bench` and
+//! `haltwire bench ingest|floor|deliver|hook|startup`: measurement tooling (see `crate::bench` and
 //! docs/performance.md). Hidden from the main help: operators do not need it to run a broker.
 //!
 //! This module only reads flags and key files and prints; the measuring is in `crate::bench`.
@@ -47,6 +47,21 @@ pub enum BenchCommand {
         /// Sender threads, each with one keep-alive connection.
         #[arg(long, default_value_t = 8)]
         senders: usize,
+    },
+    /// `haltwire hook claude` at PreToolUse: process start to decision, against a running broker.
+    Hook {
+        /// Broker base URL.
+        #[arg(long)]
+        url: String,
+        /// The broker's data directory (its published directive keys).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Measured calls.
+        #[arg(long, default_value_t = 500)]
+        runs: usize,
+        /// Calls made first and left out of the figures.
+        #[arg(long, default_value_t = 20)]
+        warmup: usize,
     },
     /// Time `haltwire serve` from exec to its first 200 from /readyz (fresh and warm data dir).
     Startup {
@@ -118,6 +133,14 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             println!("{}", report.summary());
             println!("{}", report.to_json());
             Ok(if report.missing == 0 && report.errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        BenchCommand::Hook { url, data_dir, runs, warmup } => {
+            let binary = std::env::current_exe().context("locating the haltwire binary")?;
+            let settings = crate::bench::hook::HookSettings { binary, url, data_dir, runs, warmup };
+            let report = crate::bench::hook::run(&settings)?;
+            println!("{}", report.summary());
+            println!("{}", report.to_json());
+            Ok(if report.unexpected == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         BenchCommand::Startup { runs, scratch, config, server_cpu } => {
             let binary = std::env::current_exe().context("locating the haltwire binary")?;

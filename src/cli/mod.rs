@@ -5,8 +5,12 @@
 
 mod bench;
 mod blocks;
+mod codex;
+mod doctor;
 mod event;
+mod hook;
 mod inbox;
+mod install;
 mod integrations;
 mod keys;
 mod policy;
@@ -51,11 +55,23 @@ enum Command {
     /// Measure ingest throughput, latency and start-up time (docs/performance.md).
     #[command(subcommand, hide = true)]
     Bench(bench::BenchCommand),
+    /// Drive Codex through its app-server with haltwire in the loop.
+    #[command(subcommand)]
+    Codex(codex::CodexCommand),
     /// Check retry-policy folders and run the tests beside the policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
     /// Verify a directive envelope against the broker's published keys and print it.
     Verify(verify::VerifyArgs),
+    /// Agent hook commands (the agent runs these; they speak its hook protocol on stdin/stdout).
+    #[command(subcommand)]
+    Hook(hook::HookCommand),
+    /// Write (or print) an agent's configuration so its sessions report to this broker.
+    #[command(subcommand)]
+    Install(install::InstallCommand),
+    /// Check that an agent's haltwire hooks are installed, trusted and will fire.
+    #[command(subcommand)]
+    Doctor(doctor::DoctorCommand),
     /// Read a session's directive inbox (agent side): print verified notices.
     #[command(subcommand)]
     Inbox(inbox::InboxCommand),
@@ -108,6 +124,10 @@ pub fn main() -> ExitCode {
         Command::Blocks(cmd) => blocks::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Codex(cmd) => codex::run(cmd),
+        Command::Hook(cmd) => hook::run(cmd),
+        Command::Install(cmd) => install::run(cmd),
+        Command::Doctor(cmd) => doctor::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::Inbox(cmd) => inbox::run(cmd),
     };

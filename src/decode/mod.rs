@@ -255,17 +255,34 @@ fn decode_generic(payload: &[u8]) -> Result<Decoded, DecodeError> {
     if !raw.get().trim_start().starts_with('{') {
         return Err(schema_error("expected a JSON object"));
     }
-    // The path of the offending field ("process.pid: invalid type …") tells the sender what
-    // to fix; serde's own message names only line and column.
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    let body: EventBody = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        schema_error(&if field == "." { inner } else { format!("{field}: {inner}") })
-    })?;
-    de.end().map_err(|e| schema_error(&e.to_string()))?;
+    // The plain strict parse first; only a payload it refuses is parsed again, tracking the
+    // path, for the error message (the path tracker costs as much as the parse itself).
+    let body: EventBody = match serde_json::from_str(raw.get()) {
+        Ok(body) => body,
+        Err(_) => return Err(schema_error_with_path(raw.get())),
+    };
     check_limits(&body)?;
     Ok(Decoded { body, raw })
+}
+
+/// The schema error for a payload that does not fit [`EventBody`], naming the offending field
+/// ("process.pid: invalid type …") so the sender knows what to fix; serde's own message names
+/// only line and column.
+fn schema_error_with_path(json: &str) -> DecodeError {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let parsed: Result<EventBody, _> = serde_path_to_error::deserialize(&mut de);
+    match parsed {
+        Err(e) => {
+            let field = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            schema_error(&if field == "." { inner } else { format!("{field}: {inner}") })
+        }
+        Ok(_) => match de.end() {
+            Err(e) => schema_error(&e.to_string()),
+            // Unreachable in practice: both parses apply the same rules.
+            Ok(()) => schema_error("does not match the native event format"),
+        },
+    }
 }
 
 /// Longest string accepted in any field: command lines can be long, but not unbounded.

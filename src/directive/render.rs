@@ -39,6 +39,21 @@ pub fn notice(verified: &VerifiedDirective) -> String {
     cap_chars(&text, MAX_NOTICE_CHARS)
 }
 
+/// The deny reason when the gate denied but its directive did not verify (or none came): fixed
+/// text with no broker-supplied words at all, so an impostor on the broker's port cannot put
+/// text into the model's context through a deny.
+pub fn denied_without_notice() -> &'static str {
+    "[haltwire] This tool call was denied by an active security block in this session. Do not \
+     retry it or a variant of it; tell the user that a security control blocked it."
+}
+
+/// The deny reason of a hook running fail-closed when the broker cannot be asked.
+pub fn broker_unavailable() -> &'static str {
+    "[haltwire] This tool call was denied because the local security broker could not be \
+     reached to check it, and this session is configured to fail closed. Tell the user; do not \
+     try to work around it."
+}
+
 fn do_not_retry(d: &Directive) -> String {
     format!(
         "[haltwire security notice, signed by the local security broker] A security control \

@@ -10,6 +10,7 @@ use crate::decode::{self, Decoder, Integrations};
 use crate::ingest::auth::standard_webhooks::HmacSecret;
 use crate::ingest::auth::{AuthConfigError, SourceVerifier};
 use crate::secrets::{self, SecretFileError};
+use crate::telemetry::SourceSeries;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub struct IngestSource {
     pub verifier: SourceVerifier,
     /// Turns the authenticated body into normalized events.
     pub decoder: Decoder,
+    /// Its metric series, registered once.
+    pub series: SourceSeries,
 }
 
 /// All senders by name. Immutable after start; shared by every request.
@@ -83,7 +86,7 @@ fn build_one(config: &SourceConfig, integrations: &Integrations) -> Result<Inges
         known: integrations.names(),
     })?;
     let verifier = SourceVerifier::from_config(config)?;
-    Ok(IngestSource { name: config.name.clone(), verifier, decoder })
+    Ok(IngestSource { name: config.name.clone(), verifier, decoder, series: SourceSeries::default() })
 }
 
 /// Where the generated `generic` source secret lives.

@@ -39,8 +39,19 @@ const MAX_EVENTS_PER_TRANSACTION: usize = 512;
 /// A flush result shared by every waiter of the batch, because one error answers many.
 type FlushResult = Result<(), Arc<StoreError>>;
 
-/// What one waiter gets back: one outcome per event it handed over, once they are durable.
-type WriteResult = Result<Vec<PutOutcome>, StoreError>;
+/// What one waiter gets back once its events are durable: each request it handed over, with
+/// its outcome. The requests come back so that the caller can pass a stored event on (to the
+/// pipeline) without reading it back from the store.
+type WriteResult = Result<Vec<Written>, StoreError>;
+
+/// One request of a waiter after the batch holding it was flushed.
+#[derive(Debug)]
+pub struct Written {
+    /// Stored, or a duplicate of the event stored the first time.
+    pub outcome: PutOutcome,
+    /// The request as handed over; for a duplicate, its event was NOT stored.
+    pub request: PutRequest,
+}
 
 /// What a queued request leaves for the committer.
 struct Waiter {
@@ -139,8 +150,9 @@ impl GroupCommit {
 
 impl CommitSlot {
     /// Hands `writes` to the committer, which stores each event once (in one transaction with
-    /// the rest of its batch) and then flushes. Resolves after that flush has completed, with one
-    /// outcome per write; a duplicate's outcome names the event stored the first time.
+    /// the rest of its batch) and then flushes. Resolves after that flush has completed, with
+    /// every write and its outcome, in order; a duplicate's outcome names the event stored the
+    /// first time.
     pub async fn write(self, writes: Vec<PutRequest>) -> WriteResult {
         let (reply, answer) = oneshot::channel();
         self.permit.send(Waiter { writes, reply });
@@ -261,32 +273,33 @@ fn write_chunk(store: &dyn Store, groups: Vec<Vec<PutRequest>>) -> Vec<WriteResu
         return sizes.iter().map(|_| Ok(Vec::new())).collect();
     }
     match store.put_batch(&all) {
-        Ok(outcomes) => split(outcomes, &sizes).into_iter().map(Ok).collect(),
+        Ok(outcomes) => split(written(outcomes, all), &sizes).into_iter().map(Ok).collect(),
         Err(err) => {
             tracing::warn!(%err, waiters = sizes.len(), "batched write failed; writing each request alone");
-            let mut start = 0;
-            sizes
-                .iter()
-                .map(|&len| {
-                    let own = &all[start..start + len];
-                    start += len;
-                    write_alone(store, own)
-                })
-                .collect()
+            let mut rest = all.into_iter();
+            sizes.iter().map(|&len| write_alone(store, rest.by_ref().take(len).collect())).collect()
         }
     }
 }
 
-fn write_alone(store: &dyn Store, own: &[PutRequest]) -> WriteResult {
+fn write_alone(store: &dyn Store, own: Vec<PutRequest>) -> WriteResult {
     if own.is_empty() {
         return Ok(Vec::new());
     }
-    store.put_batch(own).map_err(|err| StoreError::WriteFailed(Arc::new(err)))
+    match store.put_batch(&own) {
+        Ok(outcomes) => Ok(written(outcomes, own)),
+        Err(err) => Err(StoreError::WriteFailed(Arc::new(err))),
+    }
 }
 
-/// Cuts the batch's outcomes back into one list per waiter.
-fn split(outcomes: Vec<PutOutcome>, sizes: &[usize]) -> Vec<Vec<PutOutcome>> {
-    let mut rest = outcomes.into_iter();
+/// Pairs each request with its outcome (the store returns one outcome per request, in order).
+fn written(outcomes: Vec<PutOutcome>, requests: Vec<PutRequest>) -> Vec<Written> {
+    outcomes.into_iter().zip(requests).map(|(outcome, request)| Written { outcome, request }).collect()
+}
+
+/// Cuts the batch's results back into one list per waiter.
+fn split(all: Vec<Written>, sizes: &[usize]) -> Vec<Vec<Written>> {
+    let mut rest = all.into_iter();
     sizes.iter().map(|&len| rest.by_ref().take(len).collect()).collect()
 }
 
@@ -414,8 +427,12 @@ mod tests {
         for write in writes {
             results.push(write.await.unwrap());
         }
-        assert_eq!(results[0].as_ref().unwrap(), &vec![PutOutcome::Stored(a.id)]);
-        assert_eq!(results[1].as_ref().unwrap(), &vec![PutOutcome::Duplicate(a.id)]);
+        let outcomes = |i: usize| -> Vec<PutOutcome> {
+            results[i].as_ref().unwrap().iter().map(|w| w.outcome).collect()
+        };
+        assert_eq!(outcomes(0), vec![PutOutcome::Stored(a.id)]);
+        assert_eq!(outcomes(1), vec![PutOutcome::Duplicate(a.id)]);
+        assert_eq!(results[1].as_ref().unwrap()[0].request.event.id, b.id, "the request comes back");
         assert!(
             matches!(&results[2], Err(StoreError::WriteFailed(e)) if matches!(**e, StoreError::IdCollision(_)))
         );

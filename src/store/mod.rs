@@ -35,7 +35,7 @@ use uuid::Uuid;
 use crate::event::SecurityEvent;
 
 pub use blocks::BlockStore;
-pub use commit::{CommitSlot, GroupCommit, Overloaded};
+pub use commit::{CommitSlot, GroupCommit, Overloaded, Written};
 pub use deliver::DeliverStore;
 pub use retention::run_retention;
 pub use sessions::SessionStore;
@@ -63,6 +63,11 @@ pub trait Store: Send + Sync + 'static {
     /// Oldest first, strictly after `query.after` and at/after `query.since`; at most
     /// `query.limit` events.
     fn events(&self, query: &EventQuery) -> Result<Vec<SecurityEvent>, StoreError>;
+
+    /// The ids [`Store::events`] would return, without reading the events.
+    fn event_ids(&self, query: &EventQuery) -> Result<Vec<Uuid>, StoreError> {
+        Ok(self.events(query)?.into_iter().map(|e| e.id).collect())
+    }
 
     /// Durability point: everything written before the call survives `kill -9` once it returns.
     fn flush(&self) -> Result<(), StoreError>;

@@ -33,6 +33,10 @@ pub trait SessionStore: Send + Sync + 'static {
     fn commands(&self, session: Uuid) -> Result<Vec<CommandRecord>, StoreError>;
     fn put_correlation(&self, event: Uuid, correlation: &Correlation) -> Result<(), StoreError>;
     fn correlation(&self, event: Uuid) -> Result<Option<Correlation>, StoreError>;
+    /// Whether the event has a correlation, without reading it.
+    fn has_correlation(&self, event: Uuid) -> Result<bool, StoreError> {
+        Ok(self.correlation(event)?.is_some())
+    }
     /// The id of the newest event the pipeline has fully processed.
     fn pipeline_cursor(&self) -> Result<Option<Uuid>, StoreError>;
     fn set_pipeline_cursor(&self, event: Uuid) -> Result<(), StoreError>;
@@ -128,6 +132,10 @@ impl SessionStore for SledStore {
             .get(event.as_bytes())?
             .map(|v| decode("correlations", event.as_bytes(), &v))
             .transpose()
+    }
+
+    fn has_correlation(&self, event: Uuid) -> Result<bool, StoreError> {
+        Ok(self.correlations.contains_key(event.as_bytes())?)
     }
 
     fn pipeline_cursor(&self) -> Result<Option<Uuid>, StoreError> {

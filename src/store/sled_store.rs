@@ -292,6 +292,26 @@ impl Store for SledStore {
         Ok(page)
     }
 
+    fn event_ids(&self, query: &EventQuery) -> Result<Vec<Uuid>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut page = Vec::with_capacity(query.limit.min(PAGE_PREALLOC));
+        for key in self.events.range(lower_bound(query)..).keys() {
+            let key = key?;
+            let id = Uuid::from_slice(&key).map_err(|err| StoreError::Corrupt {
+                tree: EVENTS_TREE,
+                key: show_key(&key),
+                reason: format!("key is not an id: {err}"),
+            })?;
+            page.push(id);
+            if page.len() >= query.limit {
+                break;
+            }
+        }
+        Ok(page)
+    }
+
     /// Writes sled's log up to the last reserved position. That covers `kill -9` (the contract,
     /// DESIGN §5.2). Power loss is weaker: on Linux sled 0.34 syncs with `sync_file_range`,
     /// which flushes neither file metadata nor the device's write cache.

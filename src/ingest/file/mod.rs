@@ -325,6 +325,7 @@ impl WatchTask {
                     }
                     Err(err) => {
                         // Not rung: the pipeline's scan finds the events if they did persist.
+                        self.pipeline.missed();
                         tracing::error!(watch = %self.spec.name, %err, "file batch not confirmed durable");
                         self.pause().await;
                     }
