@@ -4,7 +4,7 @@
 //! is the one block → directive → deliver edge, also used when a block is cleared or expires.
 //!
 //! Directives become visible to agents only after a store flush: the pipeline enqueues while
-//! it works through the rings at hand, then waits once for a group-commit flush and publishes
+//! it works through the batch of rings at hand, then flushes the store once and publishes
 //! them all (so a `seq` an agent has seen never disappears in a crash). On start it reconciles:
 //! a block of an active session whose directive was lost to a crash is announced again.
 //!
@@ -66,7 +66,7 @@ const SCAN_PAGE: usize = 512;
 /// Unmatched events kept for late binding, newest last.
 const MAX_LATE: usize = 10_000;
 
-/// Waits until everything written before the call is durable (a group-commit flush).
+/// Waits until everything written before the call is durable (a store flush).
 pub type Durability = Arc<dyn Fn() -> Result<(), StoreError> + Send + Sync>;
 
 /// Why the pipeline was rung.
@@ -251,7 +251,9 @@ impl Pipeline {
             return;
         }
         match (self.durable)() {
-            Ok(()) => self.deliver.publish(&std::mem::take(&mut self.unpublished)),
+            Ok(()) => {
+                self.deliver.publish(&std::mem::take(&mut self.unpublished));
+            }
             Err(err) => tracing::warn!(%err, "flush before publishing directives failed"),
         }
     }
@@ -362,8 +364,7 @@ impl Pipeline {
             return Ok(());
         }
         let command = correlation.call_id.as_ref().and_then(|id| ledger.iter().find(|c| &c.call_id == id));
-        let filter = BlockFilter { session: Some(session.session_id), status: None };
-        let prior_blocks = u32::try_from(self.blocks.list(&filter)?.len()).unwrap_or(u32::MAX);
+        let prior_blocks = self.blocks.count_for_session(session.session_id);
         let policies = self.policies.current();
         let input = EvalInput {
             event,

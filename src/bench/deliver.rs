@@ -43,6 +43,11 @@ pub struct DeliverReport {
     pub rate: f64,
     /// Intended send → directive received on the stream, for measured events.
     pub latencies: Latencies,
+    /// Intended send → the ingest `202` (the durable-ingest share of the above).
+    pub ingest: Latencies,
+    /// `202` received → directive received (pipeline, delivery flush, stream; 0 when the
+    /// directive arrived first).
+    pub after_ack: Latencies,
     /// Measured events whose directive did not arrive within 10 s of the last send.
     pub missing: usize,
     /// Measured posts that did not get a `202`.
@@ -55,6 +60,8 @@ impl DeliverReport {
         format!(
             "bench deliver: open loop at {} events/s, {} delivered\n\
              event posted → directive on the SSE stream: p50 {} us  p90 {} us  p99 {} us  max {} us\n\
+             of which post → 202:        p50 {} us  p99 {} us\n\
+             202 → directive on stream:   p50 {} us  p99 {} us\n\
              missing {}  post errors {}",
             self.rate,
             l.count(),
@@ -62,6 +69,10 @@ impl DeliverReport {
             l.percentile_us(0.9),
             l.percentile_us(0.99),
             l.max_us(),
+            self.ingest.percentile_us(0.5),
+            self.ingest.percentile_us(0.99),
+            self.after_ack.percentile_us(0.5),
+            self.after_ack.percentile_us(0.99),
             self.missing,
             self.errors
         )
@@ -72,6 +83,8 @@ impl DeliverReport {
         serde_json::json!({
             "rate": self.rate, "delivered": l.count(), "p50_us": l.percentile_us(0.5),
             "p90_us": l.percentile_us(0.9), "p99_us": l.percentile_us(0.99), "max_us": l.max_us(),
+            "ingest_p50_us": self.ingest.percentile_us(0.5), "ingest_p99_us": self.ingest.percentile_us(0.99),
+            "after_202_p50_us": self.after_ack.percentile_us(0.5), "after_202_p99_us": self.after_ack.percentile_us(0.99),
             "missing": self.missing, "errors": self.errors,
         })
     }
@@ -89,11 +102,8 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// One posted event: its index, when it was sent, and the event id once acknowledged.
-type SentEvent = (usize, Instant, Option<String>);
-
 pub fn run(settings: DeliverSettings) -> Result<DeliverReport, BenchError> {
-    if settings.rate.is_nan() || settings.rate <= 0.0 || settings.senders == 0 {
+    if !settings.rate.is_finite() || settings.rate <= 0.0 || settings.senders == 0 {
         return Err(BenchError::Settings("--rate and --senders must be positive".into()));
     }
     let mut sleeper =
@@ -148,7 +158,7 @@ fn measure(settings: &DeliverSettings, pid: u32) -> Result<DeliverReport, BenchE
         .collect();
     let (tx, rx) = mpsc::channel::<(usize, Instant, (String, String, Vec<u8>))>();
     let rx = Arc::new(Mutex::new(rx));
-    let sent: Arc<Mutex<Vec<SentEvent>>> = Arc::default();
+    let sent: Arc<Mutex<Vec<Sent>>> = Arc::default();
     let mut senders = Vec::new();
     for _ in 0..settings.senders {
         let (rx, sent, url) = (rx.clone(), sent.clone(), settings.url.clone());
@@ -170,7 +180,7 @@ fn measure(settings: &DeliverSettings, pid: u32) -> Result<DeliverReport, BenchE
                         .as_str()
                         .map(String::from)
                 });
-                sent.lock().unwrap_or_else(|e| e.into_inner()).push((i, due, id));
+                sent.lock().unwrap_or_else(|e| e.into_inner()).push((i, due, id, Instant::now()));
             }
         }));
     }
@@ -188,11 +198,11 @@ fn measure(settings: &DeliverSettings, pid: u32) -> Result<DeliverReport, BenchE
     }
     let sent = std::mem::take(&mut *sent.lock().unwrap_or_else(|e| e.into_inner()));
     let deadline = Instant::now() + Duration::from_secs(10);
-    let measured: Vec<&(usize, Instant, Option<String>)> =
-        sent.iter().filter(|(i, _, id)| *i >= settings.warmup && id.is_some()).collect();
+    let measured: Vec<&Sent> =
+        sent.iter().filter(|(i, _, id, _)| *i >= settings.warmup && id.is_some()).collect();
     loop {
         let got = arrived.lock().unwrap_or_else(|e| e.into_inner());
-        let done = measured.iter().all(|(_, _, id)| id.as_ref().is_some_and(|id| got.contains_key(id)));
+        let done = measured.iter().all(|(_, _, id, _)| id.as_ref().is_some_and(|id| got.contains_key(id)));
         drop(got);
         if done || Instant::now() > deadline {
             break;
@@ -200,17 +210,31 @@ fn measure(settings: &DeliverSettings, pid: u32) -> Result<DeliverReport, BenchE
         std::thread::sleep(Duration::from_millis(50));
     }
     let got = arrived.lock().unwrap_or_else(|e| e.into_inner());
-    let mut samples = Vec::new();
+    let (mut samples, mut ingest, mut after_ack) = (Vec::new(), Vec::new(), Vec::new());
     let mut missing = 0;
-    for (_, due, id) in &measured {
+    for (_, due, id, answered) in &measured {
+        ingest.push(micros(answered.saturating_duration_since(*due)));
         match id.as_ref().and_then(|id| got.get(id)) {
-            Some(at) => samples.push(micros(at.saturating_duration_since(*due))),
+            Some(at) => {
+                samples.push(micros(at.saturating_duration_since(*due)));
+                after_ack.push(micros(at.saturating_duration_since(*answered)));
+            }
             None => missing += 1,
         }
     }
-    let errors = sent.iter().filter(|(i, _, id)| *i >= settings.warmup && id.is_none()).count();
-    Ok(DeliverReport { rate: settings.rate, latencies: Latencies::from_micros(samples), missing, errors })
+    let errors = sent.iter().filter(|(i, _, id, _)| *i >= settings.warmup && id.is_none()).count();
+    Ok(DeliverReport {
+        rate: settings.rate,
+        latencies: Latencies::from_micros(samples),
+        ingest: Latencies::from_micros(ingest),
+        after_ack: Latencies::from_micros(after_ack),
+        missing,
+        errors,
+    })
 }
+
+/// Index, intended send time, event id from the `202`, time the answer arrived.
+type Sent = (usize, Instant, Option<String>, Instant);
 
 fn open_stream(url: &str, sid: &str, token: &str) -> Result<BufReader<TcpStream>, BenchError> {
     let addr = url.trim_start_matches("http://").trim_end_matches('/').to_string();

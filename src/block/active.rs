@@ -17,6 +17,9 @@ pub struct ActiveBlocks {
     store: Arc<dyn BlockStore>,
     /// Readers are gate checks (hot path); writers are block changes (rare).
     index: RwLock<BlockIndex>,
+    /// Blocks ever created per session (any status), so the policy input `agent.blocks` costs
+    /// a map lookup instead of reading every stored block per event.
+    per_session: RwLock<std::collections::HashMap<Uuid, u32>>,
 }
 
 /// Which blocks to list.
@@ -30,16 +33,22 @@ impl ActiveBlocks {
     /// Loads every stored block and indexes the active ones.
     pub fn load(store: Arc<dyn BlockStore>) -> Result<ActiveBlocks, StoreError> {
         let mut index = BlockIndex::default();
+        let mut per_session = std::collections::HashMap::new();
         for block in store.blocks()? {
+            *per_session.entry(block.session_id).or_insert(0u32) += 1;
             index.insert(block);
         }
-        Ok(ActiveBlocks { store, index: RwLock::new(index) })
+        Ok(ActiveBlocks { store, index: RwLock::new(index), per_session: RwLock::new(per_session) })
     }
 
     /// Stores and starts enforcing a new block.
     pub fn create(&self, block: Block) -> Result<Block, StoreError> {
         self.store.put_block(&block)?;
         self.write().insert(block.clone());
+        let mut counts = self.per_session.write().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(block.session_id).or_insert(0);
+        *count = count.saturating_add(1);
+        drop(counts);
         metrics::counter!("haltwire_blocks_created_total", "scope" => scope_label(&block)).increment(1);
         Ok(block)
     }
@@ -96,6 +105,11 @@ impl ActiveBlocks {
             .collect();
         blocks.sort_by_key(|b| b.created_at);
         Ok(blocks)
+    }
+
+    /// How many blocks `session` has had (active or ended).
+    pub fn count_for_session(&self, session: Uuid) -> u32 {
+        self.per_session.read().unwrap_or_else(|e| e.into_inner()).get(&session).copied().unwrap_or(0)
     }
 
     pub fn block_of_event(&self, event: Uuid) -> Result<Option<Uuid>, StoreError> {

@@ -197,3 +197,25 @@ fn removing_a_block_stops_enforcement_and_empties_the_index() {
     assert!(index.is_empty());
     assert!(!denied(&index, &s, &blocked));
 }
+
+#[test]
+fn blocks_per_session_are_counted_across_clears_and_a_reload() {
+    use crate::block::active::ActiveBlocks;
+    let dir = tempfile::tempdir().unwrap();
+    let open =
+        || std::sync::Arc::new(crate::store::SledStore::open(&dir.path().join("store"), 8 << 20).unwrap());
+    let (a, b) = (session(), session());
+    let now = OffsetDateTime::now_utc();
+    {
+        let blocks = ActiveBlocks::load(open()).unwrap();
+        let first =
+            blocks.create(Block::new(spec(ScopeKind::Command), &a, &event("curl x"), None, now)).unwrap();
+        blocks.create(Block::new(spec(ScopeKind::Command), &a, &event("wget y"), None, now)).unwrap();
+        blocks.create(Block::new(spec(ScopeKind::Command), &b, &event("nc z"), None, now)).unwrap();
+        blocks.clear(first.block_id, "soc", now).unwrap();
+        assert_eq!((blocks.count_for_session(a.session_id), blocks.count_for_session(b.session_id)), (2, 1));
+    }
+    let blocks = ActiveBlocks::load(open()).unwrap();
+    assert_eq!(blocks.count_for_session(a.session_id), 2, "ended blocks still count");
+    assert_eq!(blocks.count_for_session(Uuid::now_v7()), 0);
+}

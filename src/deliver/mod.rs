@@ -136,6 +136,9 @@ pub struct Deliver {
     visible: Mutex<HashMap<Uuid, watch::Sender<u64>>>,
     /// Open SSE streams per session.
     streams: Mutex<HashMap<Uuid, usize>>,
+    /// Pending entries per session, counted once from the store when first needed and kept up
+    /// to date by enqueue, ack and drop, so the bound costs no scan per directive.
+    counts: Mutex<HashMap<Uuid, usize>>,
     /// Wakes the push workers when something became visible; never blocks.
     wake: Mutex<Vec<std::sync::mpsc::SyncSender<()>>>,
     /// Set at shutdown: SSE streams end so the server can drain.
@@ -157,6 +160,7 @@ impl Deliver {
             settings,
             visible: Mutex::new(visible),
             streams: Mutex::new(HashMap::new()),
+            counts: Mutex::new(HashMap::new()),
             wake: Mutex::new(Vec::new()),
             closing: watch::Sender::new(false),
         })
@@ -198,18 +202,32 @@ impl Deliver {
     }
 
     fn enforce_bound(&self, session: Uuid, last: u64) -> Result<(), DeliverError> {
-        // The span first..=last bounds the count from above: only count when it could be over.
-        let Some(first) = self.store.first_seq(session)? else { return Ok(()) };
-        if last.saturating_sub(first) < self.settings.max_pending as u64 {
-            return Ok(());
-        }
-        let count = self.store.pending_count(session)?;
+        let mut counts = lock(&self.counts);
+        let count = match counts.get_mut(&session) {
+            Some(count) => {
+                *count += 1;
+                *count
+            }
+            None => {
+                // The span first..=last bounds the count from above: only scan when it could be over.
+                let Some(first) = self.store.first_seq(session)? else { return Ok(()) };
+                if last.saturating_sub(first) < self.settings.max_pending as u64 {
+                    return Ok(());
+                }
+                let count = self.store.pending_count(session)?;
+                counts.insert(session, count);
+                count
+            }
+        };
         if count <= self.settings.max_pending {
             return Ok(());
         }
         let excess = count - self.settings.max_pending;
         for old in self.store.pending(session, 0, u64::MAX, excess)? {
             if self.store.remove(session, &old.jti)?.is_some() {
+                if let Some(count) = counts.get_mut(&session) {
+                    *count = count.saturating_sub(1);
+                }
                 metrics::counter!("haltwire_queue_dropped_total", "queue" => "directives").increment(1);
                 tracing::warn!(session_id = %session, seq = old.seq, jti = %old.jti, "directive queue full: dropped the oldest");
             }
@@ -275,6 +293,9 @@ impl Deliver {
     pub fn ack(&self, session: Uuid, jti: &str, by: &'static str) -> Result<bool, DeliverError> {
         let removed = self.store.remove(session, jti)?;
         if removed.is_some() {
+            if let Some(count) = lock(&self.counts).get_mut(&session) {
+                *count = count.saturating_sub(1);
+            }
             metrics::counter!("haltwire_directives_acked_total", "by" => by).increment(1);
         }
         Ok(removed.is_some())

@@ -290,3 +290,18 @@ fn backoff_doubles_up_to_a_minute() {
     let waits: Vec<i64> = (1..=9).map(backoff_secs).collect();
     assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
 }
+
+#[test]
+fn the_bound_counts_acknowledgments_in_between() {
+    let f = Fixture::new();
+    let deliver = f.deliver(3);
+    let s = Uuid::now_v7();
+    put(&deliver, s, &[1, 2, 3, 4]);
+    assert_eq!(seqs(&deliver, s), vec![2, 3, 4]);
+    let jti = deliver.pending(s, 0, 10).unwrap()[1].jti.clone();
+    assert!(deliver.ack(s, &jti, "api").unwrap());
+    put(&deliver, s, &[5]);
+    assert_eq!(seqs(&deliver, s), vec![2, 4, 5], "room freed by an ack is used before dropping");
+    put(&deliver, s, &[6]);
+    assert_eq!(seqs(&deliver, s), vec![4, 5, 6]);
+}
