@@ -121,7 +121,8 @@ impl BrokerGuard {
                 if !session.handed.insert(jti.clone()) {
                     return None;
                 }
-                Some(Notice { jti, text: render::notice(&v) })
+                let restricts = v.payload.directive.kind != crate::directive::payload::DirectiveType::Cleared;
+                Some(Notice { jti, text: render::notice(&v), restricts })
             }
             Err(rejection) => {
                 tracing::warn!(

@@ -14,6 +14,10 @@ pub struct Notice {
     pub jti: String,
     /// Text from `directive::render::notice` — nothing else ever reaches the model.
     pub text: String,
+    /// False for a `cleared` notice: it only says a restriction ended, so it is never steered
+    /// into a turn or allowed to start one (that would make the model work for no task); it
+    /// rides along with the next turn the user starts.
+    pub restricts: bool,
 }
 
 /// The haltwire side of a driven Codex thread.

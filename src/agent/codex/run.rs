@@ -5,7 +5,8 @@
 //! requests are answered by the [`Guard`] (no human is there to ask); other server requests get
 //! a JSON-RPC error. Notices that arrive while the turn runs are steered in; one that arrives
 //! too late for the turn starts a follow-up turn, so the model always sees it before the run
-//! ends. The run ends when a turn completes with nothing left to deliver.
+//! ends. A `cleared` notice is never steered and never starts a turn. The run ends when a turn
+//! completes with no restriction left to deliver.
 //!
 //! It does not print anything of its own on the output: that stream is the server's.
 
@@ -126,9 +127,10 @@ fn drive(
             Some(Event::Notification { method, params, raw }) => {
                 emit(out, &raw)?;
                 if let Observed::TurnCompleted(status) = state.observe(guard, &method, &params) {
-                    // A notice may have arrived as the turn ended: look once more, then carry.
+                    // A notice may have arrived as the turn ended: look once more; a restriction
+                    // gets a follow-up turn, a lifted one waits for the user's next turn.
                     state.deliver(conn, guard)?;
-                    if state.carry.is_empty() {
+                    if !state.carries_a_restriction() {
                         return Ok(RunOutcome { thread_id: state.thread_id.clone(), status });
                     }
                     start_turn(conn, state, guard, Vec::new())?;

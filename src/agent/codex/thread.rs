@@ -128,7 +128,7 @@ impl ThreadState {
     /// steered waits in [`ThreadState::carry`].
     pub fn deliver(&mut self, conn: &Connection, guard: &mut dyn Guard) -> Result<(), ConnError> {
         for notice in guard.pending_notices(&self.thread_id) {
-            let Some(turn) = self.active_turn.clone() else {
+            let Some(turn) = self.active_turn.clone().filter(|_| notice.restricts) else {
                 self.carry.push(notice);
                 continue;
             };
@@ -152,6 +152,11 @@ impl ThreadState {
             }
         }
         Ok(())
+    }
+
+    /// Whether a carried notice is worth a turn of its own (a restriction the model must know).
+    pub fn carries_a_restriction(&self) -> bool {
+        self.carry.iter().any(|n| n.restricts)
     }
 
     /// Input items for the carried notices (to put in front of a `turn/start`'s input).
