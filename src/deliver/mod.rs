@@ -100,6 +100,14 @@ impl Origin {
     }
 }
 
+/// A directive to enqueue for a session, once per origin ([`Deliver::enqueue_all`]).
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    pub session: Uuid,
+    pub origin: Origin,
+    pub directive: Directive,
+}
+
 /// An entry written but not yet visible: hand it to [`Deliver::publish`] after a flush.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Enqueued {
@@ -175,25 +183,50 @@ impl Deliver {
         directive: Directive,
         now: i64,
     ) -> Result<Option<Enqueued>, DeliverError> {
-        let entry = QueuedDirective {
-            session_id: session,
-            seq: 0,
-            jti: Uuid::now_v7().to_string(),
-            directive,
-            created_at: now,
-            attempts: 0,
-            next_attempt_at: 0,
-            inbox: InboxState::NotWritten,
-        };
-        let kind = entry.directive.kind.as_str();
-        match self.store.enqueue(&origin.key(), &entry)? {
-            Enqueue::Existing { .. } => Ok(None),
-            Enqueue::New { seq, .. } => {
-                metrics::counter!("haltwire_directives_enqueued_total", "type" => kind).increment(1);
-                self.enforce_bound(session, seq)?;
-                Ok(Some(Enqueued { session, seq }))
+        Ok(self.enqueue_all(vec![Announcement { session, origin, directive }], now)?.pop())
+    }
+
+    /// [`Deliver::enqueue`] for many directives in one store transaction, and one bound check
+    /// per session: what the pipeline does with a batch of events, because each sled
+    /// transaction writes out an I/O buffer. Answers the entries that are new, in order.
+    pub fn enqueue_all(&self, announcements: Vec<Announcement>, now: i64) -> Result<Vec<Enqueued>, DeliverError> {
+        if announcements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries: Vec<(Vec<u8>, QueuedDirective)> = announcements
+            .into_iter()
+            .map(|a| {
+                let entry = QueuedDirective {
+                    session_id: a.session,
+                    seq: 0,
+                    jti: Uuid::now_v7().to_string(),
+                    directive: a.directive,
+                    created_at: now,
+                    attempts: 0,
+                    next_attempt_at: 0,
+                    inbox: InboxState::NotWritten,
+                };
+                (a.origin.key(), entry)
+            })
+            .collect();
+        let items: Vec<(&[u8], &QueuedDirective)> = entries.iter().map(|(o, e)| (o.as_slice(), e)).collect();
+        let answers = self.store.enqueue_all(&items)?;
+        let mut enqueued = Vec::new();
+        // Per session: how many entries are new, and the last seq they took.
+        let mut added: HashMap<Uuid, (usize, u64)> = HashMap::new();
+        for ((_, entry), answer) in entries.iter().zip(answers) {
+            if let Enqueue::New { seq, .. } = answer {
+                metrics::counter!("haltwire_directives_enqueued_total", "type" => entry.directive.kind.as_str())
+                    .increment(1);
+                let slot = added.entry(entry.session_id).or_default();
+                *slot = (slot.0 + 1, seq);
+                enqueued.push(Enqueued { session: entry.session_id, seq });
             }
         }
+        for (session, (count, last)) in added {
+            self.enforce_bound(session, count, last)?;
+        }
+        Ok(enqueued)
     }
 
     /// Whether `origin` was ever enqueued (start-up reconciliation).
@@ -201,11 +234,13 @@ impl Deliver {
         Ok(self.store.has_origin(&origin.key())?)
     }
 
-    fn enforce_bound(&self, session: Uuid, last: u64) -> Result<(), DeliverError> {
+    /// After `added` new entries up to seq `last`: drops the oldest beyond the bound, in one
+    /// store transaction.
+    fn enforce_bound(&self, session: Uuid, added: usize, last: u64) -> Result<(), DeliverError> {
         let mut counts = lock(&self.counts);
         let count = match counts.get_mut(&session) {
             Some(count) => {
-                *count += 1;
+                *count += added;
                 *count
             }
             None => {
@@ -223,14 +258,16 @@ impl Deliver {
             return Ok(());
         }
         let excess = count - self.settings.max_pending;
-        for old in self.store.pending(session, 0, u64::MAX, excess)? {
-            if self.store.remove(session, &old.jti)?.is_some() {
-                if let Some(count) = counts.get_mut(&session) {
-                    *count = count.saturating_sub(1);
-                }
-                metrics::counter!("haltwire_queue_dropped_total", "queue" => "directives").increment(1);
-                tracing::warn!(session_id = %session, seq = old.seq, jti = %old.jti, "directive queue full: dropped the oldest");
-            }
+        let oldest = self.store.pending(session, 0, u64::MAX, excess)?;
+        let jtis: Vec<&str> = oldest.iter().map(|e| e.jti.as_str()).collect();
+        let removed = self.store.remove_all(session, &jtis)?;
+        if let Some(count) = counts.get_mut(&session) {
+            *count = count.saturating_sub(removed);
+        }
+        if removed > 0 {
+            metrics::counter!("haltwire_queue_dropped_total", "queue" => "directives").increment(removed as u64);
+            let (first, last) = (oldest.first().map(|e| e.seq), oldest.last().map(|e| e.seq));
+            tracing::warn!(session_id = %session, dropped = removed, ?first, ?last, "directive queue full: dropped the oldest");
         }
         Ok(())
     }

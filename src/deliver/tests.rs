@@ -305,3 +305,50 @@ fn the_bound_counts_acknowledgments_in_between() {
     put(&deliver, s, &[6]);
     assert_eq!(seqs(&deliver, s), vec![4, 5, 6]);
 }
+
+/// Announcements of one block each, for `enqueue_all`.
+fn announcements(session: Uuid, blocks: &[u128]) -> Vec<Announcement> {
+    blocks
+        .iter()
+        .map(|b| Announcement {
+            session,
+            origin: Origin { block_id: Uuid::from_u128(*b), kind: DirectiveType::DoNotRetry },
+            directive: directive(DirectiveType::DoNotRetry, *b),
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_enqueue_numbers_like_single_ones_and_skips_origins_seen_in_the_same_batch() {
+    let f = Fixture::new();
+    let deliver = f.deliver(16);
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    put(&deliver, a, &[1]);
+    let mut batch = announcements(a, &[2, 3, 2]);
+    batch.extend(announcements(b, &[4]));
+    batch.extend(announcements(a, &[1]));
+    let enqueued = deliver.enqueue_all(batch, NOW).unwrap();
+    assert_eq!(
+        enqueued,
+        vec![Enqueued { session: a, seq: 2 }, Enqueued { session: a, seq: 3 }, Enqueued { session: b, seq: 1 }],
+        "a repeated origin, in the batch or from before, is not enqueued again"
+    );
+    deliver.publish(&enqueued);
+    assert_eq!(seqs(&deliver, a), vec![1, 2, 3]);
+    assert_eq!(seqs(&deliver, b), vec![1]);
+    let pending = deliver.pending(a, 0, 10).unwrap();
+    assert!(deliver.ack(a, &pending[2].jti, "api").unwrap(), "a batch entry is acknowledged by its jti");
+}
+
+#[test]
+fn a_batch_over_the_bound_drops_exactly_the_oldest_and_counts_on_from_there() {
+    let f = Fixture::new();
+    let deliver = f.deliver(3);
+    let s = Uuid::now_v7();
+    put(&deliver, s, &[1, 2]);
+    let enqueued = deliver.enqueue_all(announcements(s, &[3, 4, 5, 6]), NOW).unwrap();
+    deliver.publish(&enqueued);
+    assert_eq!(seqs(&deliver, s), vec![4, 5, 6]);
+    put(&deliver, s, &[7]);
+    assert_eq!(seqs(&deliver, s), vec![5, 6, 7], "the count after a batch drop is exact");
+}

@@ -30,7 +30,19 @@ pub enum Enqueue {
 pub trait DeliverStore: Send + Sync + 'static {
     /// Appends `entry` to its session's queue under the next `seq` unless `origin` was enqueued
     /// before. `entry.seq` is overwritten with the assigned value. Not durable until a flush.
-    fn enqueue(&self, origin: &[u8], entry: &QueuedDirective) -> Result<Enqueue, StoreError>;
+    /// Writes each entry unless its origin was enqueued before (also earlier in `items`), all
+    /// in ONE transaction: each sled transaction writes out its I/O buffer, so the pipeline
+    /// enqueues a whole batch's directives at once. Answers in the order of `items`.
+    fn enqueue_all(&self, items: &[(&[u8], &QueuedDirective)]) -> Result<Vec<Enqueue>, StoreError>;
+    /// One entry: [`DeliverStore::enqueue_all`] of one.
+    fn enqueue(&self, origin: &[u8], entry: &QueuedDirective) -> Result<Enqueue, StoreError> {
+        let mut answers = self.enqueue_all(&[(origin, entry)])?;
+        answers.pop().ok_or_else(|| StoreError::Corrupt {
+            tree: "directives",
+            key: entry.jti.clone(),
+            reason: "enqueue answered nothing".into(),
+        })
+    }
     /// Pending entries of `session` with `after < seq <= upto`, in `seq` order, at most `limit`.
     fn pending(
         &self,
@@ -46,6 +58,9 @@ pub trait DeliverStore: Send + Sync + 'static {
     fn first_seq(&self, session: Uuid) -> Result<Option<u64>, StoreError>;
     /// Removes the entry with this `jti` if it belongs to `session`; returns it.
     fn remove(&self, session: Uuid, jti: &str) -> Result<Option<QueuedDirective>, StoreError>;
+    /// Removes several of `session`'s entries in one transaction; answers how many were
+    /// pending. Used to drop the oldest when the bound is exceeded.
+    fn remove_all(&self, session: Uuid, jtis: &[&str]) -> Result<usize, StoreError>;
     /// Replaces a pending entry's delivery bookkeeping (attempts, inbox state). A no-op when the
     /// entry is gone (acknowledged meanwhile).
     fn update(&self, entry: &QueuedDirective) -> Result<(), StoreError>;
@@ -85,26 +100,36 @@ fn decode_seq(value: Option<&[u8]>) -> Result<u64, StoreError> {
 }
 
 impl DeliverStore for SledStore {
-    fn enqueue(&self, origin: &[u8], entry: &QueuedDirective) -> Result<Enqueue, StoreError> {
-        let session = entry.session_id;
+    fn enqueue_all(&self, items: &[(&[u8], &QueuedDirective)]) -> Result<Vec<Enqueue>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
         let trees = (&self.directives, &self.directive_jtis, &self.directive_seqs, &self.directive_origins);
         trees
             .transaction(|(entries, jtis, seqs, origins)| {
-                if let Some(jti) = origins.get(origin)? {
-                    return Ok(Enqueue::Existing { jti: String::from_utf8_lossy(&jti).into_owned() });
+                // Reads inside a transaction see its own writes, so a second entry for the same
+                // session takes the next seq and a repeated origin is found.
+                let mut answers = Vec::with_capacity(items.len());
+                for (origin, entry) in items {
+                    if let Some(jti) = origins.get(origin)? {
+                        answers.push(Enqueue::Existing { jti: String::from_utf8_lossy(&jti).into_owned() });
+                        continue;
+                    }
+                    let session = entry.session_id;
+                    let last = decode_seq(seqs.get(session.as_bytes())?.as_deref())
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    let seq = last + 1;
+                    let mut stored = (*entry).clone();
+                    stored.seq = seq;
+                    let key = entry_key(session, seq);
+                    let value = encode_entry(&stored).map_err(ConflictableTransactionError::Abort)?;
+                    entries.insert(&key[..], value)?;
+                    jtis.insert(entry.jti.as_bytes(), &key[..])?;
+                    seqs.insert(session.as_bytes(), &seq.to_be_bytes()[..])?;
+                    origins.insert(*origin, entry.jti.as_bytes())?;
+                    answers.push(Enqueue::New { seq, jti: entry.jti.clone() });
                 }
-                let last = decode_seq(seqs.get(session.as_bytes())?.as_deref())
-                    .map_err(ConflictableTransactionError::Abort)?;
-                let seq = last + 1;
-                let mut stored = entry.clone();
-                stored.seq = seq;
-                let key = entry_key(session, seq);
-                let value = encode_entry(&stored).map_err(ConflictableTransactionError::Abort)?;
-                entries.insert(&key[..], value)?;
-                jtis.insert(entry.jti.as_bytes(), &key[..])?;
-                seqs.insert(session.as_bytes(), &seq.to_be_bytes()[..])?;
-                origins.insert(origin, entry.jti.as_bytes())?;
-                Ok(Enqueue::New { seq, jti: entry.jti.clone() })
+                Ok(answers)
             })
             .map_err(|e| match e {
                 TransactionError::Abort(e) => e,
@@ -166,6 +191,31 @@ impl DeliverStore for SledStore {
                 decode_entry(&key, &value).map(Some).map_err(ConflictableTransactionError::Abort)
             })
             .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => StoreError::Sled(e),
+            })
+    }
+
+    fn remove_all(&self, session: Uuid, jtis: &[&str]) -> Result<usize, StoreError> {
+        if jtis.is_empty() {
+            return Ok(0);
+        }
+        (&self.directives, &self.directive_jtis)
+            .transaction(|(entries, index)| {
+                let mut removed = 0;
+                for jti in jtis {
+                    let Some(key) = index.get(jti.as_bytes())? else { continue };
+                    if key.len() != 24 || key[..16] != session.as_bytes()[..] {
+                        continue;
+                    }
+                    index.remove(jti.as_bytes())?;
+                    if entries.remove(&key)?.is_some() {
+                        removed += 1;
+                    }
+                }
+                Ok(removed)
+            })
+            .map_err(|e: TransactionError<StoreError>| match e {
                 TransactionError::Abort(e) => e,
                 TransactionError::Storage(e) => StoreError::Sled(e),
             })
