@@ -30,6 +30,7 @@
 //! acknowledged or pushed out by the bound).
 
 pub mod inbox;
+mod recent;
 
 use crate::directive::envelope::Envelope;
 use crate::directive::payload::{Directive, DirectiveType};
@@ -147,6 +148,11 @@ pub struct Deliver {
     /// Pending entries per session, counted once from the store when first needed and kept up
     /// to date by enqueue, ack and drop, so the bound costs no scan per directive.
     counts: Mutex<HashMap<Uuid, usize>>,
+    /// The newest entries per session, so that live SSE streams need no store read.
+    recent: Mutex<recent::Recent>,
+    /// Held across an enqueue's store transaction and its recording in `recent`, so entries
+    /// are recorded in `seq` order (which `recent` relies on).
+    enqueueing: Mutex<()>,
     /// Wakes the push workers when something became visible; never blocks.
     wake: Mutex<Vec<std::sync::mpsc::SyncSender<()>>>,
     /// Set at shutdown: SSE streams end so the server can drain.
@@ -169,6 +175,8 @@ impl Deliver {
             visible: Mutex::new(visible),
             streams: Mutex::new(HashMap::new()),
             counts: Mutex::new(HashMap::new()),
+            recent: Mutex::new(recent::Recent::default()),
+            enqueueing: Mutex::new(()),
             wake: Mutex::new(Vec::new()),
             closing: watch::Sender::new(false),
         })
@@ -189,7 +197,11 @@ impl Deliver {
     /// [`Deliver::enqueue`] for many directives in one store transaction, and one bound check
     /// per session: what the pipeline does with a batch of events, because each sled
     /// transaction writes out an I/O buffer. Answers the entries that are new, in order.
-    pub fn enqueue_all(&self, announcements: Vec<Announcement>, now: i64) -> Result<Vec<Enqueued>, DeliverError> {
+    pub fn enqueue_all(
+        &self,
+        announcements: Vec<Announcement>,
+        now: i64,
+    ) -> Result<Vec<Enqueued>, DeliverError> {
         if announcements.is_empty() {
             return Ok(Vec::new());
         }
@@ -210,17 +222,21 @@ impl Deliver {
             })
             .collect();
         let items: Vec<(&[u8], &QueuedDirective)> = entries.iter().map(|(o, e)| (o.as_slice(), e)).collect();
-        let answers = self.store.enqueue_all(&items)?;
         let mut enqueued = Vec::new();
         // Per session: how many entries are new, and the last seq they took.
         let mut added: HashMap<Uuid, (usize, u64)> = HashMap::new();
-        for ((_, entry), answer) in entries.iter().zip(answers) {
-            if let Enqueue::New { seq, .. } = answer {
+        {
+            let _order = lock(&self.enqueueing);
+            let answers = self.store.enqueue_all(&items)?;
+            let mut recent = lock(&self.recent);
+            for ((_, entry), answer) in entries.into_iter().zip(answers) {
+                let Enqueue::New { seq, .. } = answer else { continue };
                 metrics::counter!("haltwire_directives_enqueued_total", "type" => entry.directive.kind.as_str())
                     .increment(1);
                 let slot = added.entry(entry.session_id).or_default();
                 *slot = (slot.0 + 1, seq);
                 enqueued.push(Enqueued { session: entry.session_id, seq });
+                recent.record(&QueuedDirective { seq, ..entry });
             }
         }
         for (session, (count, last)) in added {
@@ -261,11 +277,18 @@ impl Deliver {
         let oldest = self.store.pending(session, 0, u64::MAX, excess)?;
         let jtis: Vec<&str> = oldest.iter().map(|e| e.jti.as_str()).collect();
         let removed = self.store.remove_all(session, &jtis)?;
+        {
+            let mut recent = lock(&self.recent);
+            for jti in &jtis {
+                recent.remove(session, jti);
+            }
+        }
         if let Some(count) = counts.get_mut(&session) {
             *count = count.saturating_sub(removed);
         }
         if removed > 0 {
-            metrics::counter!("haltwire_queue_dropped_total", "queue" => "directives").increment(removed as u64);
+            metrics::counter!("haltwire_queue_dropped_total", "queue" => "directives")
+                .increment(removed as u64);
             let (first, last) = (oldest.first().map(|e| e.seq), oldest.last().map(|e| e.seq));
             tracing::warn!(session_id = %session, dropped = removed, ?first, ?last, "directive queue full: dropped the oldest");
         }
@@ -319,6 +342,13 @@ impl Deliver {
         Ok(self.store.pending(session, after, upto, limit)?)
     }
 
+    /// Like [`Deliver::pending`], from memory and without blocking, when the entries right
+    /// after `after` are among the newest held; `None` means: read the store.
+    pub fn pending_recent(&self, session: Uuid, after: u64, limit: usize) -> Option<Vec<QueuedDirective>> {
+        let upto = self.visible_seq(session);
+        lock(&self.recent).page(session, after, upto, limit)
+    }
+
     /// The entry signed now: fresh `iat`/`exp`, its own `jti` and `seq`.
     pub fn sign(&self, entry: &QueuedDirective, now: i64) -> Envelope {
         self.signer.sign(&entry.session_id.to_string(), &entry.jti, entry.seq, &entry.directive, now)
@@ -329,6 +359,7 @@ impl Deliver {
     /// acknowledgment only means one more redelivery.
     pub fn ack(&self, session: Uuid, jti: &str, by: &'static str) -> Result<bool, DeliverError> {
         let removed = self.store.remove(session, jti)?;
+        lock(&self.recent).remove(session, jti);
         if removed.is_some() {
             if let Some(count) = lock(&self.counts).get_mut(&session) {
                 *count = count.saturating_sub(1);

@@ -330,7 +330,11 @@ fn a_batch_enqueue_numbers_like_single_ones_and_skips_origins_seen_in_the_same_b
     let enqueued = deliver.enqueue_all(batch, NOW).unwrap();
     assert_eq!(
         enqueued,
-        vec![Enqueued { session: a, seq: 2 }, Enqueued { session: a, seq: 3 }, Enqueued { session: b, seq: 1 }],
+        vec![
+            Enqueued { session: a, seq: 2 },
+            Enqueued { session: a, seq: 3 },
+            Enqueued { session: b, seq: 1 }
+        ],
         "a repeated origin, in the batch or from before, is not enqueued again"
     );
     deliver.publish(&enqueued);
@@ -351,4 +355,35 @@ fn a_batch_over_the_bound_drops_exactly_the_oldest_and_counts_on_from_there() {
     assert_eq!(seqs(&deliver, s), vec![4, 5, 6]);
     put(&deliver, s, &[7]);
     assert_eq!(seqs(&deliver, s), vec![5, 6, 7], "the count after a batch drop is exact");
+}
+
+#[test]
+fn the_in_memory_page_equals_the_store_page_through_acks_drops_and_a_restart() {
+    let f = Fixture::new();
+    let deliver = f.deliver(5);
+    let s = Uuid::now_v7();
+    let same_pages = |deliver: &Deliver, label: &str| {
+        let last = deliver.visible_seq(s);
+        for after in 0..=last {
+            let from_store: Vec<u64> = deliver.pending(s, after, 3).unwrap().iter().map(|e| e.seq).collect();
+            if let Some(page) = deliver.pending_recent(s, after, 3) {
+                let held: Vec<u64> = page.iter().map(|e| e.seq).collect();
+                assert_eq!(held, from_store, "{label}: after {after}");
+            }
+        }
+    };
+    put(&deliver, s, &[1, 2, 3]);
+    assert!(deliver.pending_recent(s, 0, 3).is_some(), "entries enqueued since start are held");
+    same_pages(&deliver, "after enqueue");
+    let jti = deliver.pending(s, 0, 10).unwrap()[1].jti.clone();
+    assert!(deliver.ack(s, &jti, "api").unwrap());
+    same_pages(&deliver, "after an ack");
+    put(&deliver, s, &[4, 5, 6, 7, 8]);
+    same_pages(&deliver, "after the bound dropped the oldest");
+    drop(deliver);
+    let f = f.reopen();
+    let deliver = f.deliver(5);
+    assert!(deliver.pending_recent(s, 0, 3).is_none(), "nothing is held after a restart");
+    put(&deliver, s, &[9]);
+    same_pages(&deliver, "after a restart and one more");
 }

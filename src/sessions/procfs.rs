@@ -191,8 +191,11 @@ mod tests {
         std::fs::create_dir(&p).unwrap();
         // A name longer than the buffer pushes the fields that matter past its end.
         let name = "n".repeat(STAT_BUFFER * 2);
-        std::fs::write(p.join("stat"), format!("7 ({name}) S 3 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4321 0 0"))
-            .unwrap();
+        std::fs::write(
+            p.join("stat"),
+            format!("7 ({name}) S 3 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4321 0 0"),
+        )
+        .unwrap();
         let stat = Procfs::at(dir.path()).stat(7).expect("parsed");
         assert_eq!(stat, ProcStat { pid: 7, ppid: 3, start_time: 4321 });
     }
