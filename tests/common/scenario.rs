@@ -140,14 +140,37 @@ pub fn session_credentials(agent_state: &Path) -> Option<(String, String)> {
 /// Waits until the block's directive is pending for the session recorded in `agent_state`, as
 /// it would be by the time a real EDR's kill reaches the agent.
 pub fn wait_for_pending_directive(broker: &Broker, agent_state: &Path, deadline: Instant) {
+    wait_for_pending_count(
+        broker,
+        agent_state,
+        deadline,
+        |n| n > 0,
+        "the block's directive never became pending",
+    );
+}
+
+/// Waits until the agent side took the pending directive (it acknowledges what it delivered):
+/// for a channel that polls (the Codex adapter steers at its next poll), so that the notice is
+/// in the turn before the blocked run ends, as the scenario's request order assumes.
+pub fn wait_for_directive_taken(broker: &Broker, agent_state: &Path, deadline: Instant) {
+    wait_for_pending_count(broker, agent_state, deadline, |n| n == 0, "the agent never took the directive");
+}
+
+fn wait_for_pending_count(
+    broker: &Broker,
+    agent_state: &Path,
+    deadline: Instant,
+    done: impl Fn(usize) -> bool,
+    failure: &str,
+) {
     let (sid, token) = session_credentials(agent_state).expect("the session is recorded for the hook");
     loop {
         let list = broker.get(&format!("/v1/sessions/{sid}/directives"), Some(&token));
         assert_eq!(list.status, 200, "{}", list.body);
-        if !list.json()["directives"].as_array().unwrap().is_empty() {
+        if done(list.json()["directives"].as_array().unwrap().len()) {
             return;
         }
-        assert!(Instant::now() < deadline, "the block's directive never became pending");
+        assert!(Instant::now() < deadline, "{failure}");
         std::thread::sleep(Duration::from_millis(25));
     }
 }
