@@ -249,30 +249,14 @@ fn hostile_broker_scenario(bin: &Path, connect: Connect, test: &str) {
     assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let requests = model.requests();
     assert_eq!(requests.len(), 5, "stderr:\n{stderr}");
-    for (i, r) in requests.iter().enumerate() {
-        let text = r.all_input();
-        for marker in impostor::NEVER_SHOWN {
-            assert!(!text.contains(marker), "request {i} carries {marker}");
-        }
-    }
-    // Positive control: the one genuine directive reached the model, exactly once, although the
-    // impostor served it on every fetch (replays produce no text).
-    let last = requests[4].all_input();
-    assert_eq!(last.matches(impostor::GENUINE).count(), 1, "{last}");
-    // Denials whose directive does not verify carry only the fixed text.
-    let fixed = haltwire::directive::render::denied_without_notice();
-    for (request, call) in [(&requests[2], "call_neg_2"), (&requests[3], "call_neg_3")] {
-        let text = output_of(request, call);
+    let inputs: Vec<String> = requests.iter().map(Recorded::all_input).collect();
+    let denials = [("call_neg_2", &requests[2]), ("call_neg_3", &requests[3])]
+        .map(|(call, request)| (call, output_of(request, call)));
+    // Codex shows a hook's denial behind its own prefix.
+    for (call, text) in &denials {
         assert!(text.starts_with(HOOK_DENY), "{call}: {text}");
-        assert!(text.contains(fixed), "{call}: {text}");
-        assert!(!text.contains(NOTICE_HEAD), "{call}: {text}");
     }
-    let acks = fake.acks.lock().unwrap().clone();
-    assert!(acks.contains(&"jti-genuine".to_string()), "{acks:?}");
-    assert!(
-        acks.iter().all(|j| j == "jti-genuine" || j == "jti-stale"),
-        "only genuine ones are acknowledged: {acks:?}"
-    );
+    impostor::assert_only_the_genuine_directive_shown(&fake, &inputs, &denials);
     report(&format!(
         "RAN {test}: forged, misaddressed, expired, out-of-order and replayed directives produced no text ({:.1} s)",
         started.elapsed().as_secs_f64()
