@@ -26,7 +26,7 @@
 use crate::block::active::{ActiveBlocks, BlockFilter};
 use crate::block::{Block, BlockKind, BlockSpec, ScopeKind};
 use crate::correlate::{Candidate, Correlator};
-use crate::deliver::{Deliver, DeliverError, Enqueued, Origin};
+use crate::deliver::{Announcement, Deliver, DeliverError, Enqueued, Origin};
 use crate::directive::payload::{Directive, EventFacts};
 use crate::event::{Correlation, CorrelationStatus, SecurityEvent};
 use crate::policy::{self, EvalInput, LivePolicies};
@@ -48,12 +48,16 @@ const QUEUE_CAPACITY: usize = 4096;
 const MAX_RING_EVENT_RAW: usize = 8 * 1024;
 /// Most rings handled as one batch (one load of sessions and ledgers).
 const MAX_BATCH: usize = 1024;
-/// Pause after a batch, so that the rings of a busy ingest gather into the next batch instead
-/// of waking this thread once per event: each wake-up is a context switch on the core that
-/// also serves ingest, and this thread's store reads would interleave with the committer's
-/// transactions. It delays correlation (and so directives) by at most this much, never the
-/// ingest answer; kept short because event → directive latency is a target too.
+/// Pause after a large batch, so that the rings of a busy ingest gather into the next batch
+/// instead of waking this thread once per event: each wake-up is a context switch on the core
+/// that also serves ingest, and this thread's store reads would interleave with the
+/// committer's transactions. It delays correlation (and so directives) by at most this much,
+/// never the ingest answer.
 const PACE: Duration = Duration::from_millis(1);
+/// Batches smaller than this are not followed by a pause: at moderate rates (a thousand
+/// events a second gives batches of one to three) the pause would be most of the event →
+/// directive latency while saving few wake-ups.
+const PACE_FROM_BATCH: usize = 16;
 /// How far behind the cursor each scan starts again: longer than any commit takes.
 const SCAN_OVERLAP_MS: i64 = 5_000;
 /// How often the store is scanned while a ring may have been missed.
@@ -141,6 +145,9 @@ pub struct Pipeline {
     deliver: Arc<Deliver>,
     /// Makes enqueued directives durable before they are published.
     durable: Durability,
+    /// Directives of the blocks decided in this batch, enqueued together at its end (one store
+    /// transaction for the batch, not one per block).
+    announcements: Vec<Announcement>,
     /// Enqueued but not yet published (waiting for the next flush).
     unpublished: Vec<Enqueued>,
     rx: Receiver<Ring>,
@@ -191,6 +198,7 @@ impl Pipeline {
             blocks,
             deliver,
             durable,
+            announcements: Vec::new(),
             unpublished: Vec::new(),
             rx,
             missed: missed.clone(),
@@ -221,10 +229,17 @@ impl Pipeline {
                             Err(_) => break,
                         }
                     }
+                    metrics::histogram!("haltwire_pipeline_batch_size").record(batch.len() as f64);
+                    let pace = batch.len() >= PACE_FROM_BATCH;
+                    let started = Instant::now();
                     self.handle(batch);
+                    metrics::histogram!("haltwire_pipeline_stage_seconds", "stage" => "decide")
+                        .record(started.elapsed().as_secs_f64());
                     // Flush and publish the batch's directives once, before pausing.
                     self.publish();
-                    std::thread::sleep(PACE);
+                    if pace {
+                        std::thread::sleep(PACE);
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -244,17 +259,37 @@ impl Pipeline {
         self.publish();
     }
 
-    /// Waits for a flush covering the enqueued directives, then makes them visible. On a
-    /// failed flush they stay unpublished and the next publish tries again.
+    /// Enqueues the directives of the blocks decided since the last call, then waits for a
+    /// flush covering every enqueued directive and makes them visible. On a failed flush they
+    /// stay unpublished and the next publish tries again.
     fn publish(&mut self) {
+        self.enqueue_announcements();
         if self.unpublished.is_empty() {
             return;
         }
-        match (self.durable)() {
+        let started = Instant::now();
+        let flushed = (self.durable)();
+        metrics::histogram!("haltwire_pipeline_stage_seconds", "stage" => "flush")
+            .record(started.elapsed().as_secs_f64());
+        match flushed {
             Ok(()) => {
                 self.deliver.publish(&std::mem::take(&mut self.unpublished));
             }
             Err(err) => tracing::warn!(%err, "flush before publishing directives failed"),
+        }
+    }
+
+    /// Enqueues the batch's block directives in one go. A failure leaves the blocks without a
+    /// directive until the start-up reconciliation (the gate enforces them all the same).
+    fn enqueue_announcements(&mut self) {
+        if self.announcements.is_empty() {
+            return;
+        }
+        let announcements = std::mem::take(&mut self.announcements);
+        let count = announcements.len();
+        match self.deliver.enqueue_all(announcements, OffsetDateTime::now_utc().unix_timestamp()) {
+            Ok(enqueued) => self.unpublished.extend(enqueued),
+            Err(err) => tracing::warn!(%err, count, "block directives not enqueued; reconciled on restart"),
         }
     }
 
@@ -296,6 +331,11 @@ impl Pipeline {
         if self.done_before(event.id)? {
             return Ok(());
         }
+        // Receipt → pipeline: the ingest commit and flush, the ring queue and the pause
+        // between batches (the first share of event → directive).
+        let waited = OffsetDateTime::now_utc() - event.received_at;
+        metrics::histogram!("haltwire_pipeline_stage_seconds", "stage" => "since_received")
+            .record(waited.as_seconds_f64().max(0.0));
         self.correlate_with(event, candidates)
     }
 
@@ -380,12 +420,7 @@ impl Pipeline {
             return Ok(());
         };
         let block = self.blocks.create(Block::new(spec, session, event, command, now))?;
-        match announce(&self.deliver, &*self.store, &block, Some(event), now.unix_timestamp()) {
-            Ok(enqueued) => self.unpublished.extend(enqueued),
-            Err(err) => {
-                tracing::warn!(%err, block_id = %block.block_id, "directive not enqueued; reconciled on restart")
-            }
-        }
+        self.announcements.push(announcement(&block, EventFacts::of_event(event)));
         tracing::info!(
             event_id = %event.id,
             block_id = %block.block_id,
@@ -473,9 +508,14 @@ pub fn announce(
         Some(event) => EventFacts::of_event(event),
         None => store.event(block.event_id)?.map(|e| EventFacts::of_event(&e)).unwrap_or_default(),
     };
+    Ok(deliver.enqueue_all(vec![announcement(block, facts)], now)?.pop())
+}
+
+/// The directive of `block`'s current state, addressed to its session.
+fn announcement(block: &Block, facts: EventFacts) -> Announcement {
     let directive = Directive::for_block(block, facts);
     let origin = Origin { block_id: block.block_id, kind: directive.kind };
-    deliver.enqueue(block.session_id, origin, directive, now)
+    Announcement { session: block.session_id, origin, directive }
 }
 
 /// Announces again what a crash may have lost between storing a block and enqueuing its

@@ -164,11 +164,16 @@ impl Cursor {
             }
             // Mark the current value seen before reading, so a publish during the read wakes us.
             self.visible.borrow_and_update();
-            let (deliver, session, after) = (self.deliver.clone(), self.session, self.after);
-            let page = tokio::task::spawn_blocking(move || deliver.pending(session, after, PAGE))
-                .await
-                .ok()?
-                .ok()?;
+            let page = match self.deliver.pending_recent(self.session, self.after, PAGE) {
+                Some(page) => page,
+                None => {
+                    let (deliver, session, after) = (self.deliver.clone(), self.session, self.after);
+                    tokio::task::spawn_blocking(move || deliver.pending(session, after, PAGE))
+                        .await
+                        .ok()?
+                        .ok()?
+                }
+            };
             if page.is_empty() {
                 tokio::select! {
                     changed = self.visible.changed() => changed.ok()?,

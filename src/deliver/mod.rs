@@ -36,6 +36,7 @@
 //! have ended), and verifying or rendering (agent side).
 
 pub mod inbox;
+mod recent;
 
 use crate::directive::envelope::Envelope;
 use crate::directive::payload::{Directive, DirectiveType};
@@ -106,6 +107,14 @@ impl Origin {
     }
 }
 
+/// A directive to enqueue for a session, once per origin ([`Deliver::enqueue_all`]).
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    pub session: Uuid,
+    pub origin: Origin,
+    pub directive: Directive,
+}
+
 /// An entry written but not yet visible: hand it to [`Deliver::publish`] after a flush.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Enqueued {
@@ -145,6 +154,11 @@ pub struct Deliver {
     /// Pending entries per session, counted once from the store when first needed and kept up
     /// to date by enqueue, ack and drop, so the bound costs no scan per directive.
     counts: Mutex<HashMap<Uuid, usize>>,
+    /// The newest entries per session, so that live SSE streams need no store read.
+    recent: Mutex<recent::Recent>,
+    /// Held across an enqueue's store transaction and its recording in `recent`, so entries
+    /// are recorded in `seq` order (which `recent` relies on).
+    enqueueing: Mutex<()>,
     /// Wakes the push workers when something became visible; never blocks.
     wake: Mutex<Vec<std::sync::mpsc::SyncSender<()>>>,
     /// Set at shutdown: SSE streams end so the server can drain.
@@ -167,6 +181,8 @@ impl Deliver {
             visible: Mutex::new(visible),
             streams: Mutex::new(HashMap::new()),
             counts: Mutex::new(HashMap::new()),
+            recent: Mutex::new(recent::Recent::default()),
+            enqueueing: Mutex::new(()),
             wake: Mutex::new(Vec::new()),
             closing: watch::Sender::new(false),
         })
@@ -181,25 +197,58 @@ impl Deliver {
         directive: Directive,
         now: i64,
     ) -> Result<Option<Enqueued>, DeliverError> {
-        let entry = QueuedDirective {
-            session_id: session,
-            seq: 0,
-            jti: Uuid::now_v7().to_string(),
-            directive,
-            created_at: now,
-            attempts: 0,
-            next_attempt_at: 0,
-            inbox: InboxState::NotWritten,
-        };
-        let kind = entry.directive.kind.as_str();
-        match self.store.enqueue(&origin.key(), &entry)? {
-            Enqueue::Existing { .. } => Ok(None),
-            Enqueue::New { seq, .. } => {
-                metrics::counter!("haltwire_directives_enqueued_total", "type" => kind).increment(1);
-                self.enforce_bound(session, seq)?;
-                Ok(Some(Enqueued { session, seq }))
+        Ok(self.enqueue_all(vec![Announcement { session, origin, directive }], now)?.pop())
+    }
+
+    /// [`Deliver::enqueue`] for many directives in one store transaction, and one bound check
+    /// per session: what the pipeline does with a batch of events, because each sled
+    /// transaction writes out an I/O buffer. Answers the entries that are new, in order.
+    pub fn enqueue_all(
+        &self,
+        announcements: Vec<Announcement>,
+        now: i64,
+    ) -> Result<Vec<Enqueued>, DeliverError> {
+        if announcements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries: Vec<(Vec<u8>, QueuedDirective)> = announcements
+            .into_iter()
+            .map(|a| {
+                let entry = QueuedDirective {
+                    session_id: a.session,
+                    seq: 0,
+                    jti: Uuid::now_v7().to_string(),
+                    directive: a.directive,
+                    created_at: now,
+                    attempts: 0,
+                    next_attempt_at: 0,
+                    inbox: InboxState::NotWritten,
+                };
+                (a.origin.key(), entry)
+            })
+            .collect();
+        let items: Vec<(&[u8], &QueuedDirective)> = entries.iter().map(|(o, e)| (o.as_slice(), e)).collect();
+        let mut enqueued = Vec::new();
+        // Per session: how many entries are new, and the last seq they took.
+        let mut added: HashMap<Uuid, (usize, u64)> = HashMap::new();
+        {
+            let _order = lock(&self.enqueueing);
+            let answers = self.store.enqueue_all(&items)?;
+            let mut recent = lock(&self.recent);
+            for ((_, entry), answer) in entries.into_iter().zip(answers) {
+                let Enqueue::New { seq, .. } = answer else { continue };
+                metrics::counter!("haltwire_directives_enqueued_total", "type" => entry.directive.kind.as_str())
+                    .increment(1);
+                let slot = added.entry(entry.session_id).or_default();
+                *slot = (slot.0 + 1, seq);
+                enqueued.push(Enqueued { session: entry.session_id, seq });
+                recent.record(&QueuedDirective { seq, ..entry });
             }
         }
+        for (session, (count, last)) in added {
+            self.enforce_bound(session, count, last)?;
+        }
+        Ok(enqueued)
     }
 
     /// Whether `origin` was ever enqueued (start-up reconciliation).
@@ -207,11 +256,13 @@ impl Deliver {
         Ok(self.store.has_origin(&origin.key())?)
     }
 
-    fn enforce_bound(&self, session: Uuid, last: u64) -> Result<(), DeliverError> {
+    /// After `added` new entries up to seq `last`: drops the oldest beyond the bound, in one
+    /// store transaction.
+    fn enforce_bound(&self, session: Uuid, added: usize, last: u64) -> Result<(), DeliverError> {
         let mut counts = lock(&self.counts);
         let count = match counts.get_mut(&session) {
             Some(count) => {
-                *count += 1;
+                *count += added;
                 *count
             }
             None => {
@@ -229,14 +280,23 @@ impl Deliver {
             return Ok(());
         }
         let excess = count - self.settings.max_pending;
-        for old in self.store.pending(session, 0, u64::MAX, excess)? {
-            if self.store.remove(session, &old.jti)?.is_some() {
-                if let Some(count) = counts.get_mut(&session) {
-                    *count = count.saturating_sub(1);
-                }
-                metrics::counter!("haltwire_queue_dropped_total", "queue" => "directives").increment(1);
-                tracing::warn!(session_id = %session, seq = old.seq, jti = %old.jti, "directive queue full: dropped the oldest");
+        let oldest = self.store.pending(session, 0, u64::MAX, excess)?;
+        let jtis: Vec<&str> = oldest.iter().map(|e| e.jti.as_str()).collect();
+        let removed = self.store.remove_all(session, &jtis)?;
+        {
+            let mut recent = lock(&self.recent);
+            for jti in &jtis {
+                recent.remove(session, jti);
             }
+        }
+        if let Some(count) = counts.get_mut(&session) {
+            *count = count.saturating_sub(removed);
+        }
+        if removed > 0 {
+            metrics::counter!("haltwire_queue_dropped_total", "queue" => "directives")
+                .increment(removed as u64);
+            let (first, last) = (oldest.first().map(|e| e.seq), oldest.last().map(|e| e.seq));
+            tracing::warn!(session_id = %session, dropped = removed, ?first, ?last, "directive queue full: dropped the oldest");
         }
         Ok(())
     }
@@ -288,6 +348,13 @@ impl Deliver {
         Ok(self.store.pending(session, after, upto, limit)?)
     }
 
+    /// Like [`Deliver::pending`], from memory and without blocking, when the entries right
+    /// after `after` are among the newest held; `None` means: read the store.
+    pub fn pending_recent(&self, session: Uuid, after: u64, limit: usize) -> Option<Vec<QueuedDirective>> {
+        let upto = self.visible_seq(session);
+        lock(&self.recent).page(session, after, upto, limit)
+    }
+
     /// The entry signed now: fresh `iat`/`exp`, its own `jti` and `seq`.
     pub fn sign(&self, entry: &QueuedDirective, now: i64) -> Envelope {
         self.signer.sign(&entry.session_id.to_string(), &entry.jti, entry.seq, &entry.directive, now)
@@ -298,6 +365,7 @@ impl Deliver {
     /// acknowledgment only means one more redelivery.
     pub fn ack(&self, session: Uuid, jti: &str, by: &'static str) -> Result<bool, DeliverError> {
         let removed = self.store.remove(session, jti)?;
+        lock(&self.recent).remove(session, jti);
         if removed.is_some() {
             if let Some(count) = lock(&self.counts).get_mut(&session) {
                 *count = count.saturating_sub(1);
@@ -316,13 +384,20 @@ impl Deliver {
         let mut counts = lock(&self.counts);
         let dropped = self.store.drop_session(session)?;
         counts.remove(&session);
-        drop(counts);
-        if dropped > 0 {
-            metrics::counter!("haltwire_directives_dropped_total", "reason" => "session_ended")
-                .increment(dropped as u64);
-            tracing::info!(session_id = %session, dropped, "session ended: dropped its pending directives");
+        {
+            // Live streams read the newest entries from memory: forget them there too.
+            let mut recent = lock(&self.recent);
+            for jti in &dropped.jtis {
+                recent.remove(session, jti);
+            }
         }
-        Ok(dropped)
+        drop(counts);
+        if dropped.count > 0 {
+            metrics::counter!("haltwire_directives_dropped_total", "reason" => "session_ended")
+                .increment(dropped.count as u64);
+            tracing::info!(session_id = %session, dropped = dropped.count, "session ended: dropped its pending directives");
+        }
+        Ok(dropped.count)
     }
 
     /// The sessions with pending directives (visible or not).

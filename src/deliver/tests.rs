@@ -305,3 +305,107 @@ fn the_bound_counts_acknowledgments_in_between() {
     put(&deliver, s, &[6]);
     assert_eq!(seqs(&deliver, s), vec![4, 5, 6]);
 }
+
+/// Announcements of one block each, for `enqueue_all`.
+fn announcements(session: Uuid, blocks: &[u128]) -> Vec<Announcement> {
+    blocks
+        .iter()
+        .map(|b| Announcement {
+            session,
+            origin: Origin { block_id: Uuid::from_u128(*b), kind: DirectiveType::DoNotRetry },
+            directive: directive(DirectiveType::DoNotRetry, *b),
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_enqueue_numbers_like_single_ones_and_skips_origins_seen_in_the_same_batch() {
+    let f = Fixture::new();
+    let deliver = f.deliver(16);
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    put(&deliver, a, &[1]);
+    let mut batch = announcements(a, &[2, 3, 2]);
+    batch.extend(announcements(b, &[4]));
+    batch.extend(announcements(a, &[1]));
+    let enqueued = deliver.enqueue_all(batch, NOW).unwrap();
+    assert_eq!(
+        enqueued,
+        vec![
+            Enqueued { session: a, seq: 2 },
+            Enqueued { session: a, seq: 3 },
+            Enqueued { session: b, seq: 1 }
+        ],
+        "a repeated origin, in the batch or from before, is not enqueued again"
+    );
+    deliver.publish(&enqueued);
+    assert_eq!(seqs(&deliver, a), vec![1, 2, 3]);
+    assert_eq!(seqs(&deliver, b), vec![1]);
+    let pending = deliver.pending(a, 0, 10).unwrap();
+    assert!(deliver.ack(a, &pending[2].jti, "api").unwrap(), "a batch entry is acknowledged by its jti");
+}
+
+#[test]
+fn a_batch_over_the_bound_drops_exactly_the_oldest_and_counts_on_from_there() {
+    let f = Fixture::new();
+    let deliver = f.deliver(3);
+    let s = Uuid::now_v7();
+    put(&deliver, s, &[1, 2]);
+    let enqueued = deliver.enqueue_all(announcements(s, &[3, 4, 5, 6]), NOW).unwrap();
+    deliver.publish(&enqueued);
+    assert_eq!(seqs(&deliver, s), vec![4, 5, 6]);
+    put(&deliver, s, &[7]);
+    assert_eq!(seqs(&deliver, s), vec![5, 6, 7], "the count after a batch drop is exact");
+}
+
+#[test]
+fn the_in_memory_page_equals_the_store_page_through_acks_drops_and_a_restart() {
+    let f = Fixture::new();
+    let deliver = f.deliver(5);
+    let s = Uuid::now_v7();
+    let same_pages = |deliver: &Deliver, label: &str| {
+        let last = deliver.visible_seq(s);
+        for after in 0..=last {
+            let from_store: Vec<u64> = deliver.pending(s, after, 3).unwrap().iter().map(|e| e.seq).collect();
+            if let Some(page) = deliver.pending_recent(s, after, 3) {
+                let held: Vec<u64> = page.iter().map(|e| e.seq).collect();
+                assert_eq!(held, from_store, "{label}: after {after}");
+            }
+        }
+    };
+    put(&deliver, s, &[1, 2, 3]);
+    assert!(deliver.pending_recent(s, 0, 3).is_some(), "entries enqueued since start are held");
+    same_pages(&deliver, "after enqueue");
+    let jti = deliver.pending(s, 0, 10).unwrap()[1].jti.clone();
+    assert!(deliver.ack(s, &jti, "api").unwrap());
+    same_pages(&deliver, "after an ack");
+    put(&deliver, s, &[4, 5, 6, 7, 8]);
+    same_pages(&deliver, "after the bound dropped the oldest");
+    drop(deliver);
+    let f = f.reopen();
+    let deliver = f.deliver(5);
+    assert!(deliver.pending_recent(s, 0, 3).is_none(), "nothing is held after a restart");
+    put(&deliver, s, &[9]);
+    same_pages(&deliver, "after a restart and one more");
+}
+
+#[test]
+fn an_ended_sessions_queue_is_dropped_from_the_store_and_from_memory_and_numbering_goes_on() {
+    let f = Fixture::new();
+    let deliver = f.deliver(4);
+    let (ended, other) = (Uuid::now_v7(), Uuid::now_v7());
+    put(&deliver, ended, &[1, 2, 3]);
+    put(&deliver, other, &[4]);
+    assert_eq!(deliver.queued_sessions().unwrap().len(), 2);
+    assert_eq!(deliver.drop_session(ended).unwrap(), 3);
+    assert!(seqs(&deliver, ended).is_empty());
+    let held = deliver.pending_recent(ended, 0, 10);
+    assert!(held.as_ref().is_none_or(|page| page.is_empty()), "a live stream still sees {held:?}");
+    assert_eq!(deliver.queued_sessions().unwrap(), [other]);
+    assert_eq!(seqs(&deliver, other), vec![1]);
+    // A late directive (a clear after the end) gets the next seq, and the bound counts afresh:
+    // nothing of the dropped queue is counted against it.
+    put(&deliver, ended, &[5, 6, 7, 8]);
+    assert_eq!(seqs(&deliver, ended), vec![4, 5, 6, 7]);
+    assert_eq!(deliver.drop_session(ended).unwrap(), 4);
+    assert_eq!(deliver.drop_session(ended).unwrap(), 0);
+}

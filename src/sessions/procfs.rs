@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 /// The deepest ancestry walked: real trees are shallow; a loop in corrupt data must end.
 const MAX_DEPTH: usize = 64;
+/// Room for one `/proc/<pid>/stat` line. Real lines are about 300 bytes (the command name is
+/// at most 64); a longer one is read in full all the same.
+const STAT_BUFFER: usize = 1024;
 
 /// One process as `/proc/<pid>/stat` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +42,8 @@ impl Procfs {
 
     /// `stat` of a live process.
     pub fn stat(&self, pid: u32) -> Option<ProcStat> {
-        let text = std::fs::read_to_string(self.root.join(pid.to_string()).join("stat")).ok()?;
-        parse_stat(&text)
+        let text = read_small(&self.root.join(pid.to_string()).join("stat"))?;
+        parse_stat(&String::from_utf8_lossy(&text))
     }
 
     /// Whether `pid` is alive and (when given) is the same process that started at `start_time`.
@@ -93,6 +96,30 @@ impl Procfs {
 
 /// Parses `/proc/<pid>/stat`. The command name (field 2) is in parentheses and may itself
 /// contain spaces and parentheses, so fields are counted from the *last* `)`.
+/// Reads a small file with as few system calls as possible: one `read` into a buffer sized for
+/// it, where `std::fs::read` would first `statx` (procfs reports size 0) and then grow its
+/// buffer from 32 bytes. The correlator walks a process's ancestry once per event, so this is
+/// on the event → directive path.
+fn read_small(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut buffer = vec![0u8; STAT_BUFFER];
+    let mut filled = 0;
+    loop {
+        if filled == buffer.len() {
+            buffer.resize(buffer.len() * 2, 0);
+        }
+        match file.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    buffer.truncate(filled);
+    Some(buffer)
+}
+
 pub fn parse_stat(text: &str) -> Option<ProcStat> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
@@ -155,5 +182,21 @@ mod tests {
         let pids: Vec<u32> = proc.ancestors(30).iter().map(|s| s.pid).collect();
         assert_eq!(pids, [20, 10, 1]);
         assert!(proc.ancestors(999).is_empty());
+    }
+
+    #[test]
+    fn a_stat_line_longer_than_the_read_buffer_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("7");
+        std::fs::create_dir(&p).unwrap();
+        // A name longer than the buffer pushes the fields that matter past its end.
+        let name = "n".repeat(STAT_BUFFER * 2);
+        std::fs::write(
+            p.join("stat"),
+            format!("7 ({name}) S 3 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4321 0 0"),
+        )
+        .unwrap();
+        let stat = Procfs::at(dir.path()).stat(7).expect("parsed");
+        assert_eq!(stat, ProcStat { pid: 7, ppid: 3, start_time: 4321 });
     }
 }

@@ -27,10 +27,31 @@ pub enum Enqueue {
     Existing { jti: String },
 }
 
+/// What [`DeliverStore::drop_session`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Entries removed.
+    pub count: usize,
+    /// Their jtis (an entry that does not decode has none to report).
+    pub jtis: Vec<String>,
+}
+
 pub trait DeliverStore: Send + Sync + 'static {
     /// Appends `entry` to its session's queue under the next `seq` unless `origin` was enqueued
     /// before. `entry.seq` is overwritten with the assigned value. Not durable until a flush.
-    fn enqueue(&self, origin: &[u8], entry: &QueuedDirective) -> Result<Enqueue, StoreError>;
+    /// Writes each entry unless its origin was enqueued before (also earlier in `items`), all
+    /// in ONE transaction: each sled transaction writes out its I/O buffer, so the pipeline
+    /// enqueues a whole batch's directives at once. Answers in the order of `items`.
+    fn enqueue_all(&self, items: &[(&[u8], &QueuedDirective)]) -> Result<Vec<Enqueue>, StoreError>;
+    /// One entry: [`DeliverStore::enqueue_all`] of one.
+    fn enqueue(&self, origin: &[u8], entry: &QueuedDirective) -> Result<Enqueue, StoreError> {
+        let mut answers = self.enqueue_all(&[(origin, entry)])?;
+        answers.pop().ok_or_else(|| StoreError::Corrupt {
+            tree: "directives",
+            key: entry.jti.clone(),
+            reason: "enqueue answered nothing".into(),
+        })
+    }
     /// Pending entries of `session` with `after < seq <= upto`, in `seq` order, at most `limit`.
     fn pending(
         &self,
@@ -46,6 +67,9 @@ pub trait DeliverStore: Send + Sync + 'static {
     fn first_seq(&self, session: Uuid) -> Result<Option<u64>, StoreError>;
     /// Removes the entry with this `jti` if it belongs to `session`; returns it.
     fn remove(&self, session: Uuid, jti: &str) -> Result<Option<QueuedDirective>, StoreError>;
+    /// Removes several of `session`'s entries in one transaction; answers how many were
+    /// pending. Used to drop the oldest when the bound is exceeded.
+    fn remove_all(&self, session: Uuid, jtis: &[&str]) -> Result<usize, StoreError>;
     /// Replaces a pending entry's delivery bookkeeping (attempts, inbox state). A no-op when the
     /// entry is gone (acknowledged meanwhile).
     fn update(&self, entry: &QueuedDirective) -> Result<(), StoreError>;
@@ -53,10 +77,10 @@ pub trait DeliverStore: Send + Sync + 'static {
     fn last_seqs(&self) -> Result<Vec<(Uuid, u64)>, StoreError>;
     /// Whether this origin was ever enqueued.
     fn has_origin(&self, origin: &[u8]) -> Result<bool, StoreError>;
-    /// Removes every pending entry of `session` (it ended: nothing can deliver them); returns
-    /// how many. Its last `seq` and its origins stay, so a `seq` is never reused and an origin
-    /// is never enqueued again. Entries enqueued meanwhile stay for a later call.
-    fn drop_session(&self, session: Uuid) -> Result<usize, StoreError>;
+    /// Removes every pending entry of `session` (it ended: nothing can deliver them). Its last
+    /// `seq` and its origins stay, so a `seq` is never reused and an origin is never enqueued
+    /// again. Entries enqueued meanwhile stay for a later call.
+    fn drop_session(&self, session: Uuid) -> Result<Dropped, StoreError>;
     /// The sessions that have pending entries, each once, in id order (one seek per session).
     fn queued_sessions(&self) -> Result<Vec<Uuid>, StoreError>;
 }
@@ -91,26 +115,36 @@ fn decode_seq(value: Option<&[u8]>) -> Result<u64, StoreError> {
 }
 
 impl DeliverStore for SledStore {
-    fn enqueue(&self, origin: &[u8], entry: &QueuedDirective) -> Result<Enqueue, StoreError> {
-        let session = entry.session_id;
+    fn enqueue_all(&self, items: &[(&[u8], &QueuedDirective)]) -> Result<Vec<Enqueue>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
         let trees = (&self.directives, &self.directive_jtis, &self.directive_seqs, &self.directive_origins);
         trees
             .transaction(|(entries, jtis, seqs, origins)| {
-                if let Some(jti) = origins.get(origin)? {
-                    return Ok(Enqueue::Existing { jti: String::from_utf8_lossy(&jti).into_owned() });
+                // Reads inside a transaction see its own writes, so a second entry for the same
+                // session takes the next seq and a repeated origin is found.
+                let mut answers = Vec::with_capacity(items.len());
+                for (origin, entry) in items {
+                    if let Some(jti) = origins.get(origin)? {
+                        answers.push(Enqueue::Existing { jti: String::from_utf8_lossy(&jti).into_owned() });
+                        continue;
+                    }
+                    let session = entry.session_id;
+                    let last = decode_seq(seqs.get(session.as_bytes())?.as_deref())
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    let seq = last + 1;
+                    let mut stored = (*entry).clone();
+                    stored.seq = seq;
+                    let key = entry_key(session, seq);
+                    let value = encode_entry(&stored).map_err(ConflictableTransactionError::Abort)?;
+                    entries.insert(&key[..], value)?;
+                    jtis.insert(entry.jti.as_bytes(), &key[..])?;
+                    seqs.insert(session.as_bytes(), &seq.to_be_bytes()[..])?;
+                    origins.insert(*origin, entry.jti.as_bytes())?;
+                    answers.push(Enqueue::New { seq, jti: entry.jti.clone() });
                 }
-                let last = decode_seq(seqs.get(session.as_bytes())?.as_deref())
-                    .map_err(ConflictableTransactionError::Abort)?;
-                let seq = last + 1;
-                let mut stored = entry.clone();
-                stored.seq = seq;
-                let key = entry_key(session, seq);
-                let value = encode_entry(&stored).map_err(ConflictableTransactionError::Abort)?;
-                entries.insert(&key[..], value)?;
-                jtis.insert(entry.jti.as_bytes(), &key[..])?;
-                seqs.insert(session.as_bytes(), &seq.to_be_bytes()[..])?;
-                origins.insert(origin, entry.jti.as_bytes())?;
-                Ok(Enqueue::New { seq, jti: entry.jti.clone() })
+                Ok(answers)
             })
             .map_err(|e| match e {
                 TransactionError::Abort(e) => e,
@@ -177,6 +211,31 @@ impl DeliverStore for SledStore {
             })
     }
 
+    fn remove_all(&self, session: Uuid, jtis: &[&str]) -> Result<usize, StoreError> {
+        if jtis.is_empty() {
+            return Ok(0);
+        }
+        (&self.directives, &self.directive_jtis)
+            .transaction(|(entries, index)| {
+                let mut removed = 0;
+                for jti in jtis {
+                    let Some(key) = index.get(jti.as_bytes())? else { continue };
+                    if key.len() != 24 || key[..16] != session.as_bytes()[..] {
+                        continue;
+                    }
+                    index.remove(jti.as_bytes())?;
+                    if entries.remove(&key)?.is_some() {
+                        removed += 1;
+                    }
+                }
+                Ok(removed)
+            })
+            .map_err(|e: TransactionError<StoreError>| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => StoreError::Sled(e),
+            })
+    }
+
     fn update(&self, entry: &QueuedDirective) -> Result<(), StoreError> {
         let key = entry_key(entry.session_id, entry.seq);
         let value = encode_entry(entry)?;
@@ -200,7 +259,7 @@ impl DeliverStore for SledStore {
         Ok(self.directive_origins.contains_key(origin)?)
     }
 
-    fn drop_session(&self, session: Uuid) -> Result<usize, StoreError> {
+    fn drop_session(&self, session: Uuid) -> Result<Dropped, StoreError> {
         // Read first, then remove in one transaction: a queue is bounded, so the list is small.
         // An entry that does not decode is removed all the same; only its jti index (which then
         // points nowhere, and `remove` treats so) cannot be found.
@@ -211,11 +270,11 @@ impl DeliverStore for SledStore {
             found.push((key, jti));
         }
         if found.is_empty() {
-            return Ok(0);
+            return Ok(Dropped::default());
         }
         (&self.directives, &self.directive_jtis)
             .transaction(|(entries, jtis)| {
-                let mut dropped = 0;
+                let mut dropped = Dropped::default();
                 for (key, jti) in &found {
                     // Gone meanwhile: acknowledged, or dropped by the bound.
                     if entries.remove(key)?.is_none() {
@@ -223,8 +282,9 @@ impl DeliverStore for SledStore {
                     }
                     if let Some(jti) = jti {
                         jtis.remove(jti.as_bytes())?;
+                        dropped.jtis.push(jti.clone());
                     }
-                    dropped += 1;
+                    dropped.count += 1;
                 }
                 Ok(dropped)
             })
@@ -302,12 +362,14 @@ mod tests {
         let (ended, other) = (Uuid::now_v7(), Uuid::now_v7());
         let first = enqueue(&store, ended);
         let acked = enqueue(&store, ended);
-        enqueue(&store, ended);
+        let third = enqueue(&store, ended);
         let kept = enqueue(&store, other);
         assert!(store.remove(ended, &acked.jti).unwrap().is_some());
         assert_eq!(store.queued_sessions().unwrap(), [ended, other]);
 
-        assert_eq!(store.drop_session(ended).unwrap(), 2, "the acknowledged entry is not counted");
+        let dropped = store.drop_session(ended).unwrap();
+        assert_eq!(dropped.count, 2, "the acknowledged entry is not counted");
+        assert_eq!(dropped.jtis, [first.jti.clone(), third.jti.clone()]);
         assert!(store.pending(ended, 0, u64::MAX, 100).unwrap().is_empty());
         assert_eq!(store.first_seq(ended).unwrap(), None);
         assert_eq!(store.queued_sessions().unwrap(), [other]);
@@ -317,8 +379,8 @@ mod tests {
         assert!(store.has_origin(first.jti.as_bytes()).unwrap());
         assert_eq!(store.last_seqs().unwrap().into_iter().find(|(s, _)| *s == ended), Some((ended, 3)));
         assert_eq!(enqueue(&store, ended).seq, 4);
-        assert_eq!(store.drop_session(ended).unwrap(), 1);
-        assert_eq!(store.drop_session(ended).unwrap(), 0, "nothing left to drop");
+        assert_eq!(store.drop_session(ended).unwrap().count, 1);
+        assert_eq!(store.drop_session(ended).unwrap(), Dropped::default(), "nothing left to drop");
     }
 
     #[test]
