@@ -23,7 +23,7 @@ use crate::pipeline::Pipeline;
 use crate::policy_reload::PolicyReloader;
 use crate::secrets;
 use crate::sessions::procfs::Procfs;
-use crate::sessions::registry::Registry;
+use crate::sessions::registry::{Registry, RegistryError};
 use crate::store::{self, GroupCommit, Retention, SessionStore, SledStore, Store};
 use crate::token::TokenKey;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -417,6 +417,7 @@ impl SessionUpkeep {
                         }
                         Err(err) => tracing::warn!(%err, "session reaping failed"),
                     }
+                    drop_ended_queues(&registry, &announcer.deliver);
                     match blocks.expire_lapsed(time::OffsetDateTime::now_utc()) {
                         Ok(expired) => {
                             for block in &expired {
@@ -441,6 +442,24 @@ impl SessionUpkeep {
 }
 
 /// Announces blocks that ended outside a request (expiry): enqueue, flush, publish.
+/// Drops the pending directives of every ended session that has any: sessions just reaped, and
+/// directives enqueued after a session ended (a late event's block, a clear). They can never be
+/// delivered.
+fn drop_ended_queues(registry: &Registry, deliver: &Deliver) {
+    let queued = match deliver.queued_sessions() {
+        Ok(queued) => queued,
+        Err(err) => return tracing::warn!(%err, "cannot list the directive queues"),
+    };
+    for id in queued {
+        if !matches!(registry.active(id), Err(RegistryError::Ended)) {
+            continue;
+        }
+        if let Err(err) = deliver.drop_session(id) {
+            tracing::warn!(session_id = %id, %err, "cannot drop the ended session's directives");
+        }
+    }
+}
+
 struct Announcer {
     deliver: Arc<Deliver>,
     store: Arc<dyn Store>,

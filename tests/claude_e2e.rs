@@ -17,7 +17,7 @@ use common::*;
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,17 +25,7 @@ fn claude_bin() -> Option<PathBuf> {
     std::env::var_os("CLAUDE_BIN").filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
-/// Kills Claude Code if the test ends early.
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A Claude Code run in a fresh HOME with only loopback endpoints.
+/// A Claude Code run in a fresh HOME with only loopback endpoints; killed if the test ends early.
 fn spawn_claude(bin: &Path, root: &Path, proj: &Path, model_url: &str, max_turns: u32) -> Agent {
     let home = root.join("home");
     let tmp = root.join("tmp");
@@ -146,12 +136,7 @@ fn a_blocked_command_is_explained_and_its_retries_are_denied_until_the_soc_clear
             let read = |f: &str| std::fs::read_to_string(proj.join(f)).unwrap_or_default();
             *before_clear.lock().unwrap() = Some((read("target.txt"), read("runs.log")));
             let block = block_slot.lock().unwrap().clone().expect("the block exists before the retries");
-            let reply = agent()
-                .post(format!("{url}/v1/blocks/{block}/clear"))
-                .header("authorization", format!("Bearer {soc}"))
-                .send_empty()
-                .unwrap();
-            assert_eq!(reply.status(), 200);
+            scenario::clear_block(&url, &soc, &block);
             std::fs::remove_file(proj.join("denied")).unwrap();
             std::fs::write(proj.join("go"), "").unwrap();
         }
@@ -275,29 +260,10 @@ fn forged_replayed_expired_and_misaddressed_directives_never_reach_the_model() {
     let requests = model.requests();
     assert_eq!(requests.len(), 5, "stdout: {stdout}\nstderr: {stderr}");
 
-    for (i, r) in requests.iter().enumerate() {
-        let text = whole_request_text(r);
-        for marker in impostor::NEVER_SHOWN {
-            assert!(!text.contains(marker), "request {i} carries {marker}");
-        }
-    }
-    // Positive control: the one genuine directive was rendered, exactly once, although the
-    // impostor served it on every fetch (replays produce no text).
-    let last = whole_request_text(&requests[4]);
-    assert_eq!(last.matches("GENUINE-MARKER").count(), 1, "{last}");
-    // Denials whose directive does not verify carry only the fixed text.
-    let fixed = haltwire::directive::render::denied_without_notice();
-    for (request, call) in [(&requests[2], "toolu_neg_2"), (&requests[3], "toolu_neg_3")] {
-        let text = deny_text(request, call);
-        assert!(text.contains(fixed), "{call}: {text}");
-        assert!(!text.contains(NOTICE_HEAD), "{call}: {text}");
-    }
-    let acks = fake.acks.lock().unwrap().clone();
-    assert!(acks.contains(&"jti-genuine".to_string()), "{acks:?}");
-    assert!(
-        acks.iter().all(|j| j == "jti-genuine" || j == "jti-stale"),
-        "only genuine ones are acknowledged: {acks:?}"
-    );
+    let inputs: Vec<String> = requests.iter().map(whole_request_text).collect();
+    let denials = [("toolu_neg_2", &requests[2]), ("toolu_neg_3", &requests[3])]
+        .map(|(call, request)| (call, deny_text(request, call)));
+    impostor::assert_only_the_genuine_directive_shown(&fake, &inputs, &denials);
     report(&format!(
         "RAN claude_e2e negative: forged, misaddressed, expired, out-of-order and replayed directives produced no text ({:.1} s)",
         started.elapsed().as_secs_f64()

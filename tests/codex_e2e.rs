@@ -255,37 +255,20 @@ fn hostile_broker_scenario(bin: &Path, connect: Connect, test: &str) {
     assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let requests = model.requests();
     assert_eq!(requests.len(), 5, "stderr:\n{stderr}");
-    for (i, r) in requests.iter().enumerate() {
-        let text = r.all_input();
-        for marker in impostor::NEVER_SHOWN {
-            assert!(!text.contains(marker), "request {i} carries {marker}");
-        }
-    }
-    // Positive control: the one genuine directive reached the model, exactly once, although the
-    // impostor served it on every fetch (replays produce no text).
-    let last = requests[4].all_input();
-    assert_eq!(last.matches(impostor::GENUINE).count(), 1, "{last}");
-    // Denials whose directive does not verify carry only the fixed text. Looked up by call id:
-    // the adapter steers the genuine notice at whichever poll comes first, and a steer that
-    // lands while Codex awaits the model makes it sample again, so a scripted call may never
-    // run. At least one of the two must have.
-    let fixed = haltwire::directive::render::denied_without_notice();
-    let denied: Vec<(&str, String)> = ["call_neg_2", "call_neg_3"]
+    let inputs: Vec<String> = requests.iter().map(Recorded::all_input).collect();
+    // Looked up by call id: the adapter steers the genuine notice at whichever poll comes first,
+    // and a steer that lands while Codex awaits the model makes it sample again, so a scripted
+    // call may never run. At least one of the two must have.
+    let denials: Vec<(&str, String)> = ["call_neg_2", "call_neg_3"]
         .into_iter()
         .filter_map(|call| requests.iter().find_map(|r| r.call_output(call)).map(|text| (call, text)))
         .collect();
-    assert!(!denied.is_empty(), "neither denied call ran:\n{last}");
-    for (call, text) in denied {
+    assert!(!denials.is_empty(), "neither denied call ran:\n{}", inputs.join("\n----\n"));
+    // Codex shows a hook's denial behind its own prefix.
+    for (call, text) in &denials {
         assert!(text.starts_with(HOOK_DENY), "{call}: {text}");
-        assert!(text.contains(fixed), "{call}: {text}");
-        assert!(!text.contains(NOTICE_HEAD), "{call}: {text}");
     }
-    let acks = fake.acks.lock().unwrap().clone();
-    assert!(acks.contains(&"jti-genuine".to_string()), "{acks:?}");
-    assert!(
-        acks.iter().all(|j| j == "jti-genuine" || j == "jti-stale"),
-        "only genuine ones are acknowledged: {acks:?}"
-    );
+    impostor::assert_only_the_genuine_directive_shown(&fake, &inputs, &denials);
     report(&format!(
         "RAN {test}: forged, misaddressed, expired, out-of-order and replayed directives produced no text ({:.1} s)",
         started.elapsed().as_secs_f64()

@@ -86,27 +86,15 @@ fn descendants(root: u32) -> Vec<(u32, u32)> {
     out
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
-}
-
 fn register(broker: &Broker, agent: &FakeAgent, name: &str) -> (String, String) {
-    let body = json!({"agent": "codex", "agent_session_id": name, "pid": agent.pid(), "cwd": "/tmp"});
-    let reply = broker.post(
-        "/v1/sessions",
-        &[("content-type", "application/json".into())],
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(reply.status, 201, "{}", reply.body);
-    let v = reply.json();
-    (v["session_id"].as_str().unwrap().to_string(), v["token"].as_str().unwrap().to_string())
+    broker.register(&json!({"agent": "codex", "agent_session_id": name, "pid": agent.pid(), "cwd": "/tmp"}))
 }
 
 fn record(broker: &Broker, session: &str, token: &str, call: &str, command: &str) {
     let body = json!({"call_id": call, "tool": "Bash", "input": {"command": command}});
     let reply = broker.post(
         &format!("/v1/sessions/{session}/commands"),
-        &[("content-type", "application/json".into()), ("authorization", format!("Bearer {token}"))],
+        &session_headers(token),
         body.to_string().as_bytes(),
     );
     assert_eq!(reply.status, 201, "{}", reply.body);

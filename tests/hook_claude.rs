@@ -83,10 +83,6 @@ fn pre_tool(session: &str, cwd: &Path, call_id: &str, command: &str) -> Value {
     v
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
-}
-
 /// Posts a blocked event for a process whose parent is `agent_pid` and waits for the block.
 fn block(world: &World, agent_pid: u32, cmd_line: &str, call_id: &str) -> String {
     let soc = world.broker.soc_token();

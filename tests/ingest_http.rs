@@ -326,5 +326,5 @@ fn routing_misses_and_wrong_methods_answer_problem_json_too() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
     broker.get("/v1/ingest/generic", None).assert_problem(405, "urn:haltwire:problem:method-not-allowed");
-    broker.get("/no/such/route", None).assert_problem(404, "urn:haltwire:problem:not-found");
+    broker.get("/no/such/route", None).assert_problem(404, "urn:haltwire:problem:no-such-route");
 }

@@ -12,7 +12,7 @@
 //! (`shared:edr/<file>` → `../shared/samples/edr/<file>`).
 
 use haltwire::decode::{split_payloads, DecodedView, Integrations};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[path = "common/expect.rs"]
 mod expect;
@@ -61,14 +61,7 @@ fn check(expect_file: &Path, integrations: &Integrations) -> Result<(), String> 
 #[test]
 fn every_sample_decodes_as_expected() {
     let integrations = Integrations::built_in().expect("built-in mappings compile");
-    let dir = repo().join("tests/data/samples");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with(".expect.json"))
-        .collect();
-    files.sort();
+    let files = expect::files();
     let shared_present = repo().join("../shared/samples").is_dir();
     let mut failures = Vec::new();
     let mut checked = 0;

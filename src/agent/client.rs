@@ -307,8 +307,8 @@ impl BrokerClient {
     }
 
     /// `GET /v1/sessions/{id}/directives`: the session's undelivered directives, oldest first.
-    /// `Ok(None)` when the broker has no such route (404 without a problem body from a session
-    /// route — an older broker), so callers can treat "no delivery yet" as "nothing pending".
+    /// `Ok(None)` when the broker has no such route (a broker without delivery), so callers can
+    /// treat "no delivery yet" as "nothing pending".
     pub fn pending_directives(
         &self,
         session: &SessionAuth,
@@ -402,10 +402,14 @@ impl BrokerClient {
     }
 }
 
-/// A 404 without a problem document: the broker has no such route (an older broker). A 404
-/// problem (`not-found`) is about the session, and stays an error.
+/// The problem `type` of the broker's answer to a path it has no route for.
+const NO_SUCH_ROUTE: &str = "urn:haltwire:problem:no-such-route";
+
+/// The broker has no such route: its 404 says so in the problem `type`. Any other 404 (a
+/// `not-found` about the session, or a 404 that is not the broker's problem document at all)
+/// stays an error.
 fn is_missing_route(e: &ClientError) -> bool {
-    matches!(e, ClientError::Status { status: 404, problem_type: None, .. })
+    matches!(e, ClientError::Status { status: 404, problem_type: Some(t), .. } if t == NO_SUCH_ROUTE)
 }
 
 fn problem_fields(text: &str) -> (Option<String>, Option<String>) {
@@ -502,6 +506,53 @@ mod tests {
         let auth = SessionAuth { session_id: "s".into(), token: "t".into() };
         let err = c.check(&auth, "Bash", &serde_json::json!({"command": "ls"})).unwrap_err();
         assert!(err.is_unreachable(), "{err}");
+    }
+
+    /// A one-connection-at-a-time HTTP server answering every request with `status`,
+    /// `content_type` and `body`; returns its base URL.
+    fn answering(status: u16, content_type: &'static str, body: &'static str) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let mut conn = conn;
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn only_a_no_such_route_problem_means_the_broker_has_no_delivery() {
+        let auth = SessionAuth { session_id: "s".into(), token: "t".into() };
+        let pending = |status, content_type, body| {
+            BrokerClient::new(&answering(status, content_type, body), Duration::from_secs(5))
+                .unwrap()
+                .pending_directives(&auth)
+        };
+        const PROBLEM: &str = "application/problem+json";
+        let no_route = pending(404, PROBLEM, r#"{"type":"urn:haltwire:problem:no-such-route","status":404}"#);
+        assert!(matches!(no_route, Ok(None)), "{no_route:?}");
+        // About the session, not the route: an error the caller sees.
+        let not_found = pending(404, PROBLEM, r#"{"type":"urn:haltwire:problem:not-found","status":404}"#);
+        let err = not_found.unwrap_err();
+        assert_eq!(err.status(), Some(404));
+        assert!(err.to_string().contains("not-found"), "{err}");
+        // A 404 that is not the broker's problem document (something else on the port).
+        assert!(pending(404, "text/html", "<h1>Not Found</h1>").is_err());
+        assert!(pending(404, "application/json", r#"{"type":"urn:haltwire:problem:no-such-route"}"#).is_err());
+        let listed = pending(200, "application/json", r#"{"directives":[]}"#);
+        assert!(matches!(listed, Ok(Some(ref l)) if l.is_empty()), "{listed:?}");
     }
 
     #[test]

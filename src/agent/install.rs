@@ -20,22 +20,25 @@ pub enum InstallError {
     Shape(String, &'static str),
 }
 
-/// The program of a hook command (its first word, which may be single-quoted; see
-/// [`shell_quote`]) and the rest of the line; `None` for an unterminated quote.
-pub fn split_program(command: &str) -> Option<(&str, &str)> {
-    let command = command.trim_start();
-    match command.strip_prefix('\'') {
-        Some(quoted) => quoted.split_once('\''),
-        None => Some(command.split_once(char::is_whitespace).unwrap_or((command, ""))),
+/// The words of a hook command as the shell that runs it splits them (haltwire writes each
+/// word with [`shell_quote`], so paths may hold spaces and quotes); `None` when it is empty or
+/// does not split cleanly (an unterminated quote).
+pub fn hook_words(command: &str) -> Option<Vec<String>> {
+    let words = crate::sessions::shell::split_words(command);
+    if words.unbalanced || words.truncated {
+        return None;
     }
+    let texts: Vec<String> = words.texts().into_iter().map(String::from).collect();
+    (!texts.is_empty()).then_some(texts)
 }
 
 /// Whether a hook command is one haltwire installed for `agent` (`claude`, `codex`).
 pub fn is_ours(command: &str, agent: &str) -> bool {
-    let Some((program, rest)) = split_program(command) else { return false };
-    let name = program.rsplit('/').next().unwrap_or(program);
-    let mut words = rest.split_whitespace();
-    name == "haltwire" && words.next() == Some("hook") && words.next() == Some(agent)
+    let Some(words) = hook_words(command) else { return false };
+    let name = words[0].rsplit('/').next().unwrap_or(&words[0]);
+    name == "haltwire"
+        && words.get(1).is_some_and(|w| w == "hook")
+        && words.get(2).is_some_and(|w| w == agent)
 }
 
 /// One hook entry haltwire wants in an agent's settings.
@@ -198,6 +201,7 @@ mod tests {
     fn other_programs_named_like_us_are_not_ours() {
         assert!(is_ours("/x/haltwire hook claude --fail-closed", "claude"));
         assert!(is_ours("'/a b/haltwire' hook claude", "claude"));
+        assert!(is_ours(&format!("{} hook codex", shell_quote("/it's here/haltwire")), "codex"));
         assert!(!is_ours("'/a b/haltwire hook claude", "claude"));
         assert!(!is_ours("haltwire hook codex", "claude"));
         assert!(!is_ours("python3 haltwire.py hook claude", "claude"));
@@ -224,6 +228,15 @@ mod tests {
         // A Claude hook in the same file is not mistaken for ours.
         assert!(merge_claude_hooks(&mut s, CMD).unwrap());
         assert_eq!(s["hooks"]["PreToolUse"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn hook_words_read_back_what_shell_quote_wrote() {
+        let paths = ["/usr/bin/haltwire", "/opt/my tools/haltwire", "/home/o'neil/data dir", "/a\tb/$x"];
+        let command = paths.iter().map(|p| shell_quote(p)).collect::<Vec<_>>().join(" ");
+        assert_eq!(hook_words(&command).unwrap(), paths);
+        assert_eq!(hook_words("'/open quote/haltwire hook codex"), None);
+        assert_eq!(hook_words("  "), None);
     }
 
     #[test]

@@ -25,7 +25,12 @@ pub enum ProblemType {
     InvalidEvent,
     /// A query parameter or path segment is malformed.
     InvalidRequest,
+    /// The route exists, the thing it names does not (event, session, call, directive).
     NotFound,
+    /// No route matches the path at all: a client built for another broker version, or a
+    /// typo. Separate from [`ProblemType::NotFound`] so a client can tell "this broker has no
+    /// such route" from "no such session".
+    NoSuchRoute,
     /// The session has ended; register again.
     SessionEnded,
     /// The policy folder has errors; the previous set stays in service.
@@ -56,6 +61,7 @@ impl ProblemType {
             ProblemType::InvalidEvent => "urn:haltwire:problem:invalid-event",
             ProblemType::InvalidRequest => "urn:haltwire:problem:invalid-request",
             ProblemType::NotFound => "urn:haltwire:problem:not-found",
+            ProblemType::NoSuchRoute => "urn:haltwire:problem:no-such-route",
             ProblemType::SessionEnded => "urn:haltwire:problem:session-ended",
             ProblemType::InvalidPolicies => "urn:haltwire:problem:invalid-policies",
             ProblemType::Overloaded => "urn:haltwire:problem:overloaded",
@@ -75,7 +81,7 @@ impl ProblemType {
             ProblemType::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProblemType::MalformedJson | ProblemType::InvalidRequest => StatusCode::BAD_REQUEST,
             ProblemType::InvalidEvent => StatusCode::UNPROCESSABLE_ENTITY,
-            ProblemType::NotFound => StatusCode::NOT_FOUND,
+            ProblemType::NotFound | ProblemType::NoSuchRoute => StatusCode::NOT_FOUND,
             ProblemType::SessionEnded => StatusCode::CONFLICT,
             ProblemType::InvalidPolicies => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemType::Overloaded => StatusCode::TOO_MANY_REQUESTS,
@@ -96,6 +102,7 @@ impl ProblemType {
             ProblemType::InvalidEvent => "Event does not match the integration",
             ProblemType::InvalidRequest => "Invalid request",
             ProblemType::NotFound => "Not found",
+            ProblemType::NoSuchRoute => "No such route",
             ProblemType::SessionEnded => "The session has ended",
             ProblemType::InvalidPolicies => "The policy folder has errors",
             ProblemType::Overloaded => "Too many requests waiting to commit",
@@ -175,7 +182,8 @@ impl IntoResponse for Problem {
 /// body limits): what [`problem_for_bare_errors`] answers with.
 fn type_for_status(status: StatusCode) -> ProblemType {
     match status {
-        StatusCode::NOT_FOUND => ProblemType::NotFound,
+        // Handlers answer their own 404s as problems; a bare one is the router's miss.
+        StatusCode::NOT_FOUND => ProblemType::NoSuchRoute,
         StatusCode::METHOD_NOT_ALLOWED => ProblemType::MethodNotAllowed,
         StatusCode::REQUEST_TIMEOUT => ProblemType::RequestTimeout,
         StatusCode::PAYLOAD_TOO_LARGE => ProblemType::PayloadTooLarge,

@@ -181,7 +181,7 @@ pub async fn record_outcome(
     Ok(Json(Recorded { recorded: true }))
 }
 
-/// Ends the session (session token or SOC token).
+/// Ends the session (session token or SOC token) and drops its pending directives.
 #[utoipa::path(post, path = "/v1/sessions/{id}/end", params(("id" = Uuid, Path)),
     responses((status = 200, body = Session)), security(("bearer" = [])), tag = "sessions")]
 pub async fn end(
@@ -194,8 +194,19 @@ pub async fn end(
     let registry = state.registry.clone();
     let now = OffsetDateTime::now_utc();
     let session = blocking(move || registry.end(id, EndReason::Explicit, now)).await?;
+    drop_directives(&state, id).await;
     durable(&state).await?;
     Ok(Json(session))
+}
+
+/// An ended session's pending directives can never be delivered: drop them now, in the same
+/// flush as the end. A failure only logs; the session upkeep drops them on its next round.
+async fn drop_directives(state: &ApiState, id: Uuid) {
+    let deliver = state.deliver.clone();
+    let outcome = tokio::task::spawn_blocking(move || deliver.drop_session(id)).await;
+    if let Err(err) = outcome.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+        tracing::warn!(session_id = %id, %err, "cannot drop the ended session's directives");
+    }
 }
 
 /// The caller must hold this session's token, or (when `soc_ok`) a SOC token.

@@ -10,7 +10,7 @@ use super::install::{codex_home, start_codex};
 use crate::agent::client::BrokerClient;
 use crate::agent::codex::hooks::{list_for_cwd, HookListing};
 use crate::agent::hook::codex::EventName;
-use crate::agent::install::split_program;
+use crate::agent::install::hook_words;
 use anyhow::Context;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -66,8 +66,9 @@ fn codex(args: CodexDoctorArgs) -> anyhow::Result<ExitCode> {
         println!("result: NOT PROTECTED — run `haltwire install codex`");
         return Ok(ExitCode::FAILURE);
     };
-    healthy &= report_program(&command);
-    healthy &= report_broker(&command);
+    let words = hook_words(&command);
+    healthy &= report_program(&command, words.as_deref());
+    healthy &= report_broker(words.as_deref().unwrap_or_default());
     if healthy {
         println!("result: protected — the hooks will fire and reach the broker");
         Ok(ExitCode::SUCCESS)
@@ -102,9 +103,9 @@ fn report_hooks(listing: &HookListing) -> bool {
     all
 }
 
-/// The hook's program exists and is executable.
-fn report_program(command: &str) -> bool {
-    let Some((program, _)) = split_program(command) else {
+/// The hook's program (the first of its `words`) exists and is executable.
+fn report_program(command: &str, words: Option<&[String]>) -> bool {
+    let Some(program) = words.and_then(|w| w.first()) else {
         println!("  hook command unreadable: {command}");
         return false;
     };
@@ -119,16 +120,16 @@ fn report_program(command: &str) -> bool {
     ok
 }
 
-/// The broker named in the hook command (or the hook's default) answers `/healthz`.
-fn report_broker(command: &str) -> bool {
-    let url = option_value(command, "--url").unwrap_or_else(|| BrokerClient::resolve_url(None));
+/// The broker named in the hook command's `words` (or the hook's default) answers `/healthz`.
+fn report_broker(words: &[String]) -> bool {
+    let url = option_value(words, "--url").unwrap_or_else(|| BrokerClient::resolve_url(None));
     let healthy = BrokerClient::new(&url, Duration::from_secs(3)).map(|c| c.healthy()).unwrap_or(false);
     if healthy {
         println!("  broker            {url} answers");
     } else {
         println!("  broker            NOT REACHABLE at {url} — start it with `haltwire serve` (the hooks fail open meanwhile)");
     }
-    let data_dir = option_value(command, "--data-dir");
+    let data_dir = option_value(words, "--data-dir");
     if let Some(dir) = &data_dir {
         let keys = Path::new(dir).join("keys").join("trusted");
         if !keys.is_dir() {
@@ -139,9 +140,51 @@ fn report_broker(command: &str) -> bool {
     healthy
 }
 
-/// The value after `flag` in a hook command line (single quotes removed).
-fn option_value(command: &str, flag: &str) -> Option<String> {
-    let mut words = command.split_whitespace();
-    words.find(|w| *w == flag)?;
-    words.next().map(|w| w.trim_matches('\'').to_string())
+/// The value of `flag` among a hook command's words (after the program): `--flag VALUE` or
+/// `--flag=VALUE`, as the hook's own option parser reads them.
+fn option_value(words: &[String], flag: &str) -> Option<String> {
+    let mut args = words.iter().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == flag {
+            return args.next().cloned();
+        }
+        if let Some(value) = arg.strip_prefix(flag).and_then(|rest| rest.strip_prefix('=')) {
+            return Some(value.to_string());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::install::{hook_command, HookOptions};
+
+    #[test]
+    fn options_of_a_hook_command_with_spaces_and_quotes_in_its_paths() {
+        let data_dir = std::env::temp_dir().join("my data/o'neil");
+        let options = HookOptions {
+            fail_closed: true,
+            url: Some("http://127.0.0.1:4258".into()),
+            data_dir: Some(data_dir.clone()),
+        };
+        let command = hook_command("codex", &options).unwrap();
+        let words = hook_words(&command).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(words[0], exe.canonicalize().unwrap_or(exe).to_string_lossy());
+        assert_eq!(option_value(&words, "--data-dir").as_deref(), Some(data_dir.to_str().unwrap()));
+        assert_eq!(option_value(&words, "--url").as_deref(), Some("http://127.0.0.1:4258"));
+    }
+
+    #[test]
+    fn option_values_in_either_spelling_and_never_the_program() {
+        let words: Vec<String> =
+            ["--url=http://program", "hook", "codex", "--url=http://h:1", "--data-dir", "/d"]
+                .map(String::from)
+                .into();
+        assert_eq!(option_value(&words, "--url").as_deref(), Some("http://h:1"));
+        assert_eq!(option_value(&words, "--data-dir").as_deref(), Some("/d"));
+        assert_eq!(option_value(&words[..5], "--data-dir"), None, "a flag without its value");
+        assert_eq!(option_value(&words, "--fail-closed"), None);
+    }
 }

@@ -4,25 +4,26 @@
 //! process's argv joined by spaces, usually with the quoting lost and the shell's expansions
 //! done. Both sides are reduced to lists of *simple commands* made of comparable tokens:
 //!
-//! - the ledger is lexed as shell (quotes, escapes, operators, redirections, heredocs); the
-//!   event line is lexed as shell only when it is a shell running a script (`sh -c`, Claude
-//!   Code's snapshot wrapper, Codex's `bash -lc`), otherwise it is one argv split on spaces;
-//! - agent wrappers are peeled (`… -c SCRIPT`, the `eval` of Claude Code's wrapper), and so
-//!   are wrapper programs with their options (`env`, `timeout`, `nohup`, `nice`, `sudo`, …),
-//!   launchers (`npx`, `npm exec`, `bundle exec`, …) and interpreters running a script or
-//!   module (`python3 -m pip` is `pip`, `node …/.bin/jest` is `jest`);
+//! - the ledger is read as shell by the shared parser ([`shell::unwrap`]: quotes, escapes,
+//!   operators, redirections, heredocs, and the wrappers it peels — `… -c SCRIPT`, `eval`,
+//!   Claude Code's snapshot wrapper, `env`, `timeout`, `sudo`, …); the event line is read that
+//!   way only when it is a shell running a script (`sh -c`, Claude Code's snapshot wrapper,
+//!   Codex's `bash -lc`), otherwise it is one argv split on spaces;
+//! - what is left in front of a command is peeled here, for both sides: wrapper programs with
+//!   their options (`env`, `timeout`, `nohup`, `nice`, `xargs`, `caffeinate`, …), launchers (`npx`,
+//!   `npm exec`, `bundle exec`, …) and interpreters running a script or module (`python3 -m
+//!   pip` is `pip`, `node …/.bin/jest` is `jest`);
 //! - redirections are not argv and are dropped; home directories are written `~`;
-//! - what the shell expands in the ledger (`$VAR`, `$(…)`, unquoted `*` and `?`) becomes a
-//!   wildcard that matches the expanded words in the event.
+//! - what the shell expands in the ledger (`$VAR`, `$(…)`, unquoted `*` and `?`, as the shared
+//!   parser marks them) becomes a wildcard that matches the expanded words in the event.
 //!
 //! Then, from the most to the least specific: the same commands, the event's process being one
 //! command of the ledger's pipeline or list, or enough word overlap. The result is a score in
 //! 0–1 and a reason an analyst can read.
-//!
-//! This is an interim normalizer: a full shell-word parser is being written to replace the
-//! lexer below; the comparison rules (and their tests) stay.
 
+use crate::sessions::shell::{self, Connector};
 use std::collections::HashSet;
+use std::ops::Range;
 
 /// How well an event's command line matches a ledger command.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,7 +50,7 @@ const ONE: char = '\u{2}';
 /// Compares an event's command line (argv joined, or a shell wrapper) with a ledger command.
 pub fn compare(event_line: &str, ledger_command: &str) -> Match {
     let event = event_commands(event_line);
-    let ledger = parse_script(ledger_command, 0).commands;
+    let ledger = commands(&shell::unwrap(ledger_command));
     if event.is_empty() || ledger.is_empty() {
         return Match::none();
     }
@@ -75,9 +76,13 @@ pub fn compare(event_line: &str, ledger_command: &str) -> Match {
 /// Whether the ledger command leaves a job running after the call returns (`… &`, `nohup`,
 /// `setsid`, `disown`): its processes may raise events after the call finished.
 pub fn starts_background(ledger_command: &str) -> bool {
-    let parsed = parse_script(ledger_command, 0);
-    parsed.background
-        || parsed.raw_heads.iter().any(|h| matches!(h.as_str(), "nohup" | "setsid" | "disown" | "daemonize"))
+    let script = shell::unwrap(ledger_command);
+    let background = |s: &shell::Script| s.items.iter().any(|i| i.connector == Connector::Background);
+    // A `&` inside a script that a wrapper ran (`bash -c 'x &'`) counts too: unwrapping splices
+    // the inner commands into the outer list and keeps the outer separator.
+    background(&script)
+        || script.peeled.iter().filter_map(|p| p.script.as_deref()).any(|s| background(&shell::parse(s)))
+        || heads(&script).any(|h| matches!(h, "nohup" | "setsid" | "disown" | "daemonize"))
 }
 
 /// Directories the ledger command changes into (`cd DIR`, `pushd DIR`), each resolved against
@@ -85,11 +90,16 @@ pub fn starts_background(ledger_command: &str) -> bool {
 pub fn changed_dirs(ledger_command: &str, cwd: &str) -> Vec<String> {
     let mut current = tilde(cwd);
     let mut out = Vec::new();
-    for target in parse_script(ledger_command, 0).cd_targets {
+    let script = shell::unwrap(ledger_command);
+    let targets = script
+        .commands()
+        .filter(|c| matches!(c.program(), Some("cd" | "pushd")))
+        .filter_map(|c| c.argv.get(1));
+    for target in targets {
         if target == "-" || target.is_empty() {
             continue;
         }
-        let target = tilde(&target);
+        let target = tilde(target);
         current = if target.starts_with('/') || target.starts_with('~') {
             normalize_path(&target)
         } else {
@@ -124,7 +134,7 @@ fn normalize_path(path: &str) -> String {
 
 /// Whether the ledger command runs something as another user (`sudo`, `su`, `doas`, …).
 pub fn switches_user(ledger_command: &str) -> bool {
-    parse_script(ledger_command, 0).raw_heads.iter().any(|h| USER_SWITCHERS.contains(&h.as_str()))
+    heads(&shell::unwrap(ledger_command)).any(|h| USER_SWITCHERS.contains(&h))
 }
 
 /// Programs that run a command as another user.
@@ -138,16 +148,61 @@ pub fn is_shell(line: &str) -> bool {
 /// Whether a command line is a shell running a script given on its command line (`sh -c …`,
 /// Claude Code's and Codex's wrappers): such a shell was started by whoever ran the script.
 pub fn is_shell_wrapper(line: &str) -> bool {
-    wrapper_script(line).is_some()
+    shell_run(line).is_some() || wrapper_script(line).is_some()
 }
 
 // ---------------------------------------------------------------------------------------------
-// Event side.
+// Reading both sides.
+
+/// Every program a script runs, as written before this module's own peeling: the wrappers the
+/// shared parser peeled (`sudo`, `nohup`, `bash`, …) and each remaining command's program.
+fn heads(script: &shell::Script) -> impl Iterator<Item = &str> {
+    script.peeled.iter().map(|p| p.name.as_str()).chain(script.commands().filter_map(|c| c.program()))
+}
+
+/// The simple commands of an unwrapped script as comparable tokens (commands without an argv,
+/// such as a bare redirection, are left out).
+fn commands(script: &shell::Script) -> Vec<Vec<Tok>> {
+    script
+        .commands()
+        .map(|c| {
+            let words = c.argv.iter().enumerate();
+            simplify(words.flat_map(|(i, w)| split_tokens(&with_wildcards(w, c.expansions(i)))).collect())
+        })
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+/// A ledger word with what the shell expands in it turned into wildcards: unquoted `*` and `?`
+/// into [`ANY`] and [`ONE`], `$HOME` into `~` (the event side writes home directories so), any
+/// other parameter or substitution into [`ANY`].
+fn with_wildcards(word: &str, expansions: &[Range<usize>]) -> String {
+    let mut out = String::with_capacity(word.len());
+    let mut at = 0;
+    for range in expansions {
+        let (Some(before), Some(expansion)) = (word.get(at..range.start), word.get(range.clone())) else {
+            continue;
+        };
+        out.push_str(before);
+        match expansion {
+            "*" => out.push(ANY),
+            "?" => out.push(ONE),
+            "$HOME" | "${HOME}" => out.push('~'),
+            _ => out.push(ANY),
+        }
+        at = range.end;
+    }
+    out.push_str(word.get(at..).unwrap_or(""));
+    out
+}
 
 /// The event line's simple commands: the wrapped script's, or the argv as one command.
 fn event_commands(line: &str) -> Vec<Vec<Tok>> {
+    if let Some(script) = shell_run(line) {
+        return commands(&script);
+    }
     if let Some(script) = wrapper_script(line) {
-        return parse_script(&script, 0).commands;
+        return commands(&shell::unwrap(&script));
     }
     let words: Vec<String> = line
         .split_whitespace()
@@ -162,8 +217,27 @@ fn event_commands(line: &str) -> Vec<Vec<Tok>> {
     }
 }
 
-/// The script of `[wrappers…] SHELL [-opts…] -c… SCRIPT`, from an argv-joined line (quotes
-/// lost: the rest of the line is the script) or a quoted one (the next shell word is).
+/// The event line unwrapped, when a shell in front of it runs a script (`sudo -iu pg bash -c
+/// …`, Codex's `bash -lc …`, Claude Code's snapshot wrapper; quotes lost or not). Otherwise the
+/// line is one process's argv, and reading it as shell would split words that were one.
+fn shell_run(line: &str) -> Option<shell::Script> {
+    // Most event lines name no shell running a script: skip parsing them (this runs once per
+    // ledger command compared).
+    let mut words = line.split_whitespace();
+    let names_a_shell = words.any(|w| shell::family(shell::basename(w)) == Some("sh"));
+    let script_follows =
+        words.any(|w| w.starts_with('-') && !w.starts_with("--") && w.contains('c') || w.contains("<<"));
+    if !(names_a_shell && script_follows) {
+        return None;
+    }
+    let script = shell::unwrap(line);
+    let ran_script = script.peeled.iter().any(|p| p.name != "eval" && shell::family(&p.name) == Some("sh"));
+    ran_script.then_some(script)
+}
+
+/// The script of `[wrappers…] SHELL [-opts…] -c… SCRIPT` behind wrapper programs the shared
+/// parser does not peel (`caffeinate`, `unbuffer`), from an argv-joined line (quotes lost: the
+/// rest of the line is the script) or a quoted one (the next shell word is).
 fn wrapper_script(line: &str) -> Option<String> {
     let mut rest = line.trim_start();
     let mut seen_shell = false;
@@ -194,370 +268,11 @@ fn wrapper_script(line: &str) -> Option<String> {
         return None;
     }
     if rest.starts_with('\'') || rest.starts_with('"') {
-        if let Some(first) = lex(rest).into_iter().find_map(|p| match p {
-            Piece::Word(w) => Some(w),
-            _ => None,
-        }) {
-            return Some(first.raw_unquoted);
+        if let Some(first) = shell::split_words(rest).texts().first() {
+            return Some((*first).to_string());
         }
     }
     Some(rest.to_string())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Ledger side: a small shell lexer.
-
-/// A lexed shell word: `text` with quotes removed and active expansions turned into
-/// wildcards; `raw_unquoted` is the same without the wildcard substitution (for re-parsing
-/// the script of `sh -c` and `eval`).
-#[derive(Debug, Clone)]
-struct LexWord {
-    text: String,
-    raw_unquoted: String,
-}
-
-#[derive(Debug, Clone)]
-enum Piece {
-    Word(LexWord),
-    /// `|`, `||`, `&&`, `;`, newline, `(`, `)`.
-    Sep,
-    /// `&` ending a command: the job runs in the background.
-    Background,
-    /// A redirection operator; the next word is its target, not an argument.
-    Redirect,
-    /// `<<`/`<<-`: the next word is the delimiter of a heredoc body.
-    Heredoc {
-        strip_tabs: bool,
-    },
-}
-
-fn lex(s: &str) -> Vec<Piece> {
-    let chars: Vec<char> = s.chars().collect();
-    let mut out = Vec::new();
-    let mut text = String::new();
-    let mut raw = String::new();
-    let mut in_word = false;
-    let mut pending_heredoc: Vec<(String, bool)> = Vec::new();
-    let mut expect_delimiter: Option<bool> = None;
-    let mut i = 0;
-    let flush = |out: &mut Vec<Piece>, text: &mut String, raw: &mut String, in_word: &mut bool| {
-        if *in_word {
-            out.push(Piece::Word(LexWord { text: std::mem::take(text), raw_unquoted: std::mem::take(raw) }));
-            *in_word = false;
-        }
-    };
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            ' ' | '\t' => {
-                flush(&mut out, &mut text, &mut raw, &mut in_word);
-                i += 1;
-            }
-            '\n' => {
-                flush(&mut out, &mut text, &mut raw, &mut in_word);
-                if let (Some(strip), Some(Piece::Word(w))) = (expect_delimiter, out.last()) {
-                    pending_heredoc.push((w.raw_unquoted.clone(), strip));
-                    expect_delimiter = None;
-                }
-                out.push(Piece::Sep);
-                i += 1;
-                // Heredoc bodies start after the newline: skip them, they are data.
-                for (delim, strip) in pending_heredoc.drain(..) {
-                    while i < chars.len() {
-                        let end = chars[i..].iter().position(|c| *c == '\n').map_or(chars.len(), |p| i + p);
-                        let line: String = chars[i..end].iter().collect();
-                        i = (end + 1).min(chars.len());
-                        let line = if strip { line.trim_start_matches('\t') } else { line.as_str() };
-                        if line == delim {
-                            break;
-                        }
-                    }
-                }
-            }
-            '\'' => {
-                in_word = true;
-                i += 1;
-                while i < chars.len() && chars[i] != '\'' {
-                    text.push(chars[i]);
-                    raw.push(chars[i]);
-                    i += 1;
-                }
-                i += 1;
-            }
-            '"' => {
-                in_word = true;
-                i += 1;
-                while i < chars.len() && chars[i] != '"' {
-                    if chars[i] == '\\' && i + 1 < chars.len() && "\"\\$`\n".contains(chars[i + 1]) {
-                        text.push(chars[i + 1]);
-                        raw.push(chars[i + 1]);
-                        i += 2;
-                    } else if chars[i] == '$' || chars[i] == '`' {
-                        i = expansion(&chars, i, &mut text, &mut raw);
-                    } else {
-                        text.push(chars[i]);
-                        raw.push(chars[i]);
-                        i += 1;
-                    }
-                }
-                i += 1;
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(next) = chars.get(i + 1) {
-                    if *next != '\n' {
-                        text.push(*next);
-                        raw.push(*next);
-                    }
-                }
-                i += 2;
-            }
-            '$' | '`' => {
-                in_word = true;
-                i = expansion(&chars, i, &mut text, &mut raw);
-            }
-            '*' => {
-                in_word = true;
-                text.push(ANY);
-                raw.push('*');
-                i += 1;
-            }
-            '?' => {
-                in_word = true;
-                text.push(ONE);
-                raw.push('?');
-                i += 1;
-            }
-            '#' if !in_word => {
-                while i < chars.len() && chars[i] != '\n' {
-                    i += 1;
-                }
-            }
-            '|' | ';' | '(' | ')' => {
-                flush(&mut out, &mut text, &mut raw, &mut in_word);
-                out.push(Piece::Sep);
-                i += 1;
-                while i < chars.len() && (chars[i] == '|' || chars[i] == ';' || chars[i] == '&') {
-                    i += 1;
-                }
-            }
-            '&' => {
-                flush(&mut out, &mut text, &mut raw, &mut in_word);
-                match chars.get(i + 1) {
-                    Some('&') => {
-                        out.push(Piece::Sep);
-                        i += 2;
-                    }
-                    Some('>') => {
-                        out.push(Piece::Redirect);
-                        i += 2;
-                        if chars.get(i) == Some(&'>') {
-                            i += 1;
-                        }
-                    }
-                    _ => {
-                        out.push(Piece::Background);
-                        i += 1;
-                    }
-                }
-            }
-            '<' | '>' => {
-                // A word of digits right before is the fd (`2>`), not an argument.
-                if in_word && !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
-                    text.clear();
-                    raw.clear();
-                    in_word = false;
-                }
-                flush(&mut out, &mut text, &mut raw, &mut in_word);
-                if c == '<' && chars.get(i + 1) == Some(&'<') {
-                    if chars.get(i + 2) == Some(&'<') {
-                        out.push(Piece::Redirect);
-                        i += 3;
-                    } else {
-                        let strip = chars.get(i + 2) == Some(&'-');
-                        out.push(Piece::Heredoc { strip_tabs: strip });
-                        i += if strip { 3 } else { 2 };
-                    }
-                } else {
-                    out.push(Piece::Redirect);
-                    i += 1;
-                    while i < chars.len() && matches!(chars[i], '>' | '|' | '&' | '<') {
-                        i += 1;
-                    }
-                }
-            }
-            _ => {
-                in_word = true;
-                text.push(c);
-                raw.push(c);
-                i += 1;
-            }
-        }
-        // Register a heredoc's delimiter as soon as its word is complete.
-        if let Some(strip) = expect_delimiter {
-            if let Some(Piece::Word(w)) = out.last() {
-                pending_heredoc.push((w.raw_unquoted.clone(), strip));
-                expect_delimiter = None;
-            }
-        }
-        if let Some(Piece::Heredoc { strip_tabs }) = out.last() {
-            expect_delimiter = Some(*strip_tabs);
-        }
-    }
-    flush(&mut out, &mut text, &mut raw, &mut in_word);
-    out
-}
-
-/// Consumes `$NAME`, `${…}`, `$(…)`, `` `…` `` or a lone `$` at `i`; pushes a wildcard to
-/// `text` and the source to `raw`. Returns the index after it.
-fn expansion(chars: &[char], mut i: usize, text: &mut String, raw: &mut String) -> usize {
-    let start = i;
-    if chars[i] == '`' {
-        i += 1;
-        while i < chars.len() && chars[i] != '`' {
-            i += 1;
-        }
-        i = (i + 1).min(chars.len());
-    } else {
-        i += 1;
-        match chars.get(i) {
-            Some('(') | Some('{') => {
-                let (open, close) = if chars[i] == '(' { ('(', ')') } else { ('{', '}') };
-                let mut depth = 0;
-                while i < chars.len() {
-                    if chars[i] == open {
-                        depth += 1;
-                    } else if chars[i] == close {
-                        depth -= 1;
-                        if depth == 0 {
-                            i += 1;
-                            break;
-                        }
-                    }
-                    i += 1;
-                }
-            }
-            Some(c) if c.is_ascii_alphanumeric() || *c == '_' => {
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
-                    i += 1;
-                }
-            }
-            Some(c) if "@*#?$!-".contains(*c) => i += 1,
-            _ => {
-                text.push('$');
-                raw.push('$');
-                return i;
-            }
-        }
-    }
-    let source: String = chars[start..i.min(chars.len())].iter().collect();
-    if source == "$HOME" || source == "${HOME}" {
-        text.push('~');
-    } else {
-        text.push(ANY);
-    }
-    raw.push_str(&source);
-    i
-}
-
-/// A parsed script: its simple commands (simplified), the raw first word of each (before
-/// wrapper peeling), whether a job was put in the background, and `cd` targets.
-#[derive(Debug, Default)]
-struct Script {
-    commands: Vec<Vec<Tok>>,
-    raw_heads: Vec<String>,
-    background: bool,
-    cd_targets: Vec<String>,
-}
-
-/// Deepest nesting of `sh -c` / `eval` unwrapped.
-const MAX_DEPTH: usize = 4;
-
-fn parse_script(script: &str, depth: usize) -> Script {
-    let mut out = Script::default();
-    let mut current: Vec<LexWord> = Vec::new();
-    let mut skip_next = false;
-    let mut simple: Vec<Vec<LexWord>> = Vec::new();
-    for piece in lex(script) {
-        match piece {
-            Piece::Word(w) => {
-                if skip_next {
-                    skip_next = false;
-                } else {
-                    current.push(w);
-                }
-            }
-            Piece::Redirect | Piece::Heredoc { .. } => skip_next = true,
-            Piece::Sep => simple.push(std::mem::take(&mut current)),
-            Piece::Background => {
-                out.background = true;
-                simple.push(std::mem::take(&mut current));
-            }
-        }
-    }
-    simple.push(current);
-    let simple: Vec<Vec<LexWord>> = simple.into_iter().filter(|c| !c.is_empty()).collect();
-    // Claude Code's wrapper: `source …/shell-snapshots/snapshot-….sh && eval '<cmd>' … && pwd -P
-    // >| …-cwd`. Only the eval'd command is the call's; the rest is the wrapper's.
-    let claude_wrapper = simple.first().is_some_and(|c| {
-        c.len() == 2 && matches!(c[0].text.as_str(), "source" | ".") && c[1].text.contains("shell-snapshots/")
-    }) && simple.iter().any(|c| c.first().is_some_and(|w| w.text == "eval"));
-    for words in simple {
-        let head = words.first().map(|w| basename(&w.text).to_string()).unwrap_or_default();
-        if claude_wrapper && head != "eval" {
-            continue;
-        }
-        if depth < MAX_DEPTH {
-            if head == "eval" {
-                let inner: Vec<&str> = words[1..].iter().map(|w| w.raw_unquoted.as_str()).collect();
-                out.absorb(parse_script(&inner.join(" "), depth + 1));
-                continue;
-            }
-            if let Some(inner) = shell_c_script(&words) {
-                out.absorb(parse_script(&inner, depth + 1));
-                continue;
-            }
-        }
-        if matches!(head.as_str(), "cd" | "pushd") {
-            if let Some(dir) = words.get(1) {
-                out.cd_targets.push(dir.raw_unquoted.clone());
-            }
-        }
-        out.raw_heads.push(head);
-        let command = simplify(words.iter().flat_map(|w| split_tokens(&w.text)).collect());
-        if !command.is_empty() {
-            out.commands.push(command);
-        }
-    }
-    out
-}
-
-impl Script {
-    fn absorb(&mut self, inner: Script) {
-        self.commands.extend(inner.commands);
-        self.raw_heads.extend(inner.raw_heads);
-        self.background |= inner.background;
-        self.cd_targets.extend(inner.cd_targets);
-    }
-}
-
-/// The script of a lexed `[wrappers…] SHELL [-opts] -c SCRIPT …` simple command.
-fn shell_c_script(words: &[LexWord]) -> Option<String> {
-    let mut i = 0;
-    while i < words.len() && !SHELLS.contains(&basename(&words[i].text)) {
-        let w = &words[i].text;
-        if !(WRAPPERS.contains(&basename(w)) || is_assignment(w) || w.starts_with('-')) {
-            return None;
-        }
-        i += 1;
-    }
-    i += 1;
-    let mut seen_c = false;
-    while i < words.len() && words[i].text.starts_with('-') {
-        seen_c |= !words[i].text.starts_with("--") && words[i].text.contains('c');
-        i += 1;
-    }
-    (seen_c && i < words.len()).then(|| words[i].raw_unquoted.clone())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -623,6 +338,7 @@ const WRAPPERS: &[&str] = &[
     "setsid",
     "unbuffer",
     "caffeinate",
+    "xargs",
 ];
 const SHELLS: &[&str] = &["sh", "bash", "zsh", "dash", "ksh", "fish"];
 /// Reserved words that can start a simple command in a compound one (`do x`, `then y`).
@@ -680,6 +396,9 @@ fn wrapper_len(name: &str, t: &[Tok]) -> usize {
         "ionice" => &["-c", "-n", "-p"],
         "stdbuf" => &["-i", "-o", "-e"],
         "exec" => &["-a"],
+        "xargs" => {
+            &["-I", "-L", "-n", "-P", "-s", "-d", "-E", "-a", "--max-args", "--max-procs", "--delimiter"]
+        }
         _ => &[],
     };
     let mut i = 1;
@@ -845,12 +564,18 @@ fn glob(pattern: &str, s: &str) -> bool {
 fn similarity(event: &[Vec<Tok>], ledger: &[Vec<Tok>]) -> f64 {
     let e: HashSet<&str> = event.iter().flatten().map(|t| t.text.as_str()).collect();
     let l_texts: HashSet<&str> = ledger.iter().flatten().map(|t| t.text.as_str()).collect();
-    let found = l_texts
+    let is_pattern = |t: &str| t.contains(ANY) || t.contains(ONE);
+    let ledger_found = l_texts
         .iter()
-        .filter(|lt| {
-            e.contains(*lt) || (lt.contains(ANY) || lt.contains(ONE)) && e.iter().any(|et| glob(lt, et))
-        })
+        .filter(|lt| e.contains(*lt) || is_pattern(lt) && e.iter().any(|et| glob(lt, et)))
         .count();
+    let event_found = e
+        .iter()
+        .filter(|et| l_texts.contains(*et) || l_texts.iter().any(|lt| is_pattern(lt) && glob(lt, et)))
+        .count();
+    // A wildcard may match an event token that a literal already matched: the intersection is
+    // the smaller count, so the overlap never exceeds 1.
+    let found = ledger_found.min(event_found);
     let union = e.len() + l_texts.len() - found;
     if union == 0 {
         return 0.0;
@@ -941,6 +666,15 @@ mod tests {
         }
         // A quoted glob is literal; the event shows it unexpanded.
         assert_eq!(compare("find ~ -name *.pem", "find ~ -name '*.pem' | xargs ls").score, STRONG);
+        // xargs is peeled on both sides: its process is the member of the call's pipeline.
+        let m = compare(
+            "xargs -I{} npm view {} repository.url",
+            "jq -r .name p.json | xargs -I{} npm view {} repository.url",
+        );
+        assert_eq!(m.score, STRONG, "{m:?}");
+        // A wildcard that matches a token a literal matched already is not counted twice.
+        let m = compare("xargs kill -9", "kill -9 $(pgrep -f train.py)");
+        assert!(m.score > 0.0 && m.score < 0.8 * 0.7, "{m:?}");
     }
 
     #[test]
@@ -950,6 +684,7 @@ mod tests {
         assert_eq!(compare("/bin/sh /tmp/s.sh", cmd).score, STRONG);
         assert!(starts_background("nohup node worker.js > /tmp/w.log 2>&1 &"));
         assert!(starts_background("npm run dev &"));
+        assert!(starts_background("bash -c 'npm run dev &'") && starts_background("setsid -f node w.js"));
         assert!(!starts_background("npm test 2>&1 | tail -5 && echo done"));
         assert_eq!(changed_dirs("cd /tmp && git clone x && cd x", "/w/p"), ["/tmp", "/tmp/x"]);
         assert_eq!(changed_dirs("cd ../api && npm test", "/home/r/src/p"), ["~/src/api"]);
@@ -963,5 +698,15 @@ mod tests {
         assert!(is_shell_wrapper("/bin/sh -c pg_dump orders"));
         assert!(is_shell_wrapper(&format!("/bin/zsh -c -l source {SNAP} && eval 'ls' \\< /dev/null")));
         assert!(!is_shell_wrapper("-bash") && !is_shell_wrapper("bash ./x.sh"));
+        // Behind wrappers with option values, and behind ones the shared parser does not peel.
+        assert!(is_shell_wrapper("sudo -iu postgres bash -c rm -rf /var/lib/pg/wal/*"));
+        assert!(is_shell_wrapper("caffeinate -i /bin/zsh -c make test"));
+        let ledger = "sudo -iu postgres bash -c 'rm -rf /var/lib/pg/wal/*'";
+        for event in
+            ["sudo -iu postgres bash -c rm -rf /var/lib/pg/wal/*", "bash -c rm -rf /var/lib/pg/wal/*"]
+        {
+            assert_eq!(compare(event, ledger).score, 1.0, "{event}");
+        }
+        assert_eq!(compare("caffeinate -i /bin/zsh -c make test", "make test").score, 1.0);
     }
 }

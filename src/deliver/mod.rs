@@ -24,10 +24,16 @@
 //!   notice arrived). Every drop is counted in
 //!   `haltwire_queue_dropped_total{queue="directives"}`.
 //!
+//! - **Ended sessions keep nothing.** A directive is addressed to one session (`aud`), so once
+//!   the session has ended nothing can deliver it. [`Deliver::drop_session`] removes what is
+//!   pending (the session end route, and the session upkeep for reaped sessions and for
+//!   directives enqueued after the end), counted in
+//!   `haltwire_directives_dropped_total{reason="session_ended"}`. What the SOC reads stays: the
+//!   block and the event.
+//!
 //! Deliberately not here: deciding anything (the pipeline hands over finished directives and
-//! does not know channels; this module does not know policies or blocks), verifying or
-//! rendering (agent side), and deleting the queues of ended sessions (they stay until
-//! acknowledged or pushed out by the bound).
+//! does not know channels; this module does not know policies or blocks, nor which sessions
+//! have ended), and verifying or rendering (agent side).
 
 pub mod inbox;
 mod recent;
@@ -367,6 +373,36 @@ impl Deliver {
             metrics::counter!("haltwire_directives_acked_total", "by" => by).increment(1);
         }
         Ok(removed.is_some())
+    }
+
+    /// Drops every pending directive of `session`, which has ended; returns how many. Each is
+    /// counted in `haltwire_directives_dropped_total{reason="session_ended"}`. Durable after the
+    /// next flush; one that comes back after a crash is dropped again by the next call.
+    pub fn drop_session(&self, session: Uuid) -> Result<usize, DeliverError> {
+        // Under the counts lock, so the bound's count for this session is not computed from a
+        // queue half dropped.
+        let mut counts = lock(&self.counts);
+        let dropped = self.store.drop_session(session)?;
+        counts.remove(&session);
+        {
+            // Live streams read the newest entries from memory: forget them there too.
+            let mut recent = lock(&self.recent);
+            for jti in &dropped.jtis {
+                recent.remove(session, jti);
+            }
+        }
+        drop(counts);
+        if dropped.count > 0 {
+            metrics::counter!("haltwire_directives_dropped_total", "reason" => "session_ended")
+                .increment(dropped.count as u64);
+            tracing::info!(session_id = %session, dropped = dropped.count, "session ended: dropped its pending directives");
+        }
+        Ok(dropped.count)
+    }
+
+    /// The sessions with pending directives (visible or not).
+    pub fn queued_sessions(&self) -> Result<Vec<Uuid>, DeliverError> {
+        Ok(self.store.queued_sessions()?)
     }
 
     /// Saves an entry's push bookkeeping.

@@ -387,3 +387,25 @@ fn the_in_memory_page_equals_the_store_page_through_acks_drops_and_a_restart() {
     put(&deliver, s, &[9]);
     same_pages(&deliver, "after a restart and one more");
 }
+
+#[test]
+fn an_ended_sessions_queue_is_dropped_from_the_store_and_from_memory_and_numbering_goes_on() {
+    let f = Fixture::new();
+    let deliver = f.deliver(4);
+    let (ended, other) = (Uuid::now_v7(), Uuid::now_v7());
+    put(&deliver, ended, &[1, 2, 3]);
+    put(&deliver, other, &[4]);
+    assert_eq!(deliver.queued_sessions().unwrap().len(), 2);
+    assert_eq!(deliver.drop_session(ended).unwrap(), 3);
+    assert!(seqs(&deliver, ended).is_empty());
+    let held = deliver.pending_recent(ended, 0, 10);
+    assert!(held.as_ref().is_none_or(|page| page.is_empty()), "a live stream still sees {held:?}");
+    assert_eq!(deliver.queued_sessions().unwrap(), [other]);
+    assert_eq!(seqs(&deliver, other), vec![1]);
+    // A late directive (a clear after the end) gets the next seq, and the bound counts afresh:
+    // nothing of the dropped queue is counted against it.
+    put(&deliver, ended, &[5, 6, 7, 8]);
+    assert_eq!(seqs(&deliver, ended), vec![4, 5, 6, 7]);
+    assert_eq!(deliver.drop_session(ended).unwrap(), 4);
+    assert_eq!(deliver.drop_session(ended).unwrap(), 0);
+}

@@ -27,6 +27,15 @@ pub enum Enqueue {
     Existing { jti: String },
 }
 
+/// What [`DeliverStore::drop_session`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Entries removed.
+    pub count: usize,
+    /// Their jtis (an entry that does not decode has none to report).
+    pub jtis: Vec<String>,
+}
+
 pub trait DeliverStore: Send + Sync + 'static {
     /// Appends `entry` to its session's queue under the next `seq` unless `origin` was enqueued
     /// before. `entry.seq` is overwritten with the assigned value. Not durable until a flush.
@@ -68,6 +77,12 @@ pub trait DeliverStore: Send + Sync + 'static {
     fn last_seqs(&self) -> Result<Vec<(Uuid, u64)>, StoreError>;
     /// Whether this origin was ever enqueued.
     fn has_origin(&self, origin: &[u8]) -> Result<bool, StoreError>;
+    /// Removes every pending entry of `session` (it ended: nothing can deliver them). Its last
+    /// `seq` and its origins stay, so a `seq` is never reused and an origin is never enqueued
+    /// again. Entries enqueued meanwhile stay for a later call.
+    fn drop_session(&self, session: Uuid) -> Result<Dropped, StoreError>;
+    /// The sessions that have pending entries, each once, in id order (one seek per session).
+    fn queued_sessions(&self) -> Result<Vec<Uuid>, StoreError>;
 }
 
 fn entry_key(session: Uuid, seq: u64) -> [u8; 24] {
@@ -242,5 +257,141 @@ impl DeliverStore for SledStore {
 
     fn has_origin(&self, origin: &[u8]) -> Result<bool, StoreError> {
         Ok(self.directive_origins.contains_key(origin)?)
+    }
+
+    fn drop_session(&self, session: Uuid) -> Result<Dropped, StoreError> {
+        // Read first, then remove in one transaction: a queue is bounded, so the list is small.
+        // An entry that does not decode is removed all the same; only its jti index (which then
+        // points nowhere, and `remove` treats so) cannot be found.
+        let mut found: Vec<(IVec, Option<String>)> = Vec::new();
+        for item in self.directives.scan_prefix(session.as_bytes()) {
+            let (key, value) = item?;
+            let jti = decode_entry(&key, &value).ok().map(|e| e.jti);
+            found.push((key, jti));
+        }
+        if found.is_empty() {
+            return Ok(Dropped::default());
+        }
+        (&self.directives, &self.directive_jtis)
+            .transaction(|(entries, jtis)| {
+                let mut dropped = Dropped::default();
+                for (key, jti) in &found {
+                    // Gone meanwhile: acknowledged, or dropped by the bound.
+                    if entries.remove(key)?.is_none() {
+                        continue;
+                    }
+                    if let Some(jti) = jti {
+                        jtis.remove(jti.as_bytes())?;
+                        dropped.jtis.push(jti.clone());
+                    }
+                    dropped.count += 1;
+                }
+                Ok(dropped)
+            })
+            .map_err(|e: TransactionError<StoreError>| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => StoreError::Sled(e),
+            })
+    }
+
+    fn queued_sessions(&self) -> Result<Vec<Uuid>, StoreError> {
+        let mut sessions = Vec::new();
+        let mut from = [0u8; 16];
+        while let Some(key) = self.directives.range(from..).keys().next() {
+            let key = key?;
+            let id = key
+                .get(..16)
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                .ok_or_else(|| corrupt("directives", &key, "key is not session ‖ seq"))?;
+            sessions.push(Uuid::from_bytes(id));
+            // Skip the rest of this session: the next key that can belong to another one.
+            match u128::from_be_bytes(id).checked_add(1) {
+                Some(next) => from = next.to_be_bytes(),
+                None => break,
+            }
+        }
+        Ok(sessions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::{InboxState, QueuedDirective};
+    use crate::directive::payload::{Directive, DirectiveType, EventFacts, Retry, ScopeInfo};
+
+    fn entry(session: Uuid) -> QueuedDirective {
+        QueuedDirective {
+            session_id: session,
+            seq: 0,
+            jti: Uuid::now_v7().to_string(),
+            directive: Directive {
+                kind: DirectiveType::DoNotRetry,
+                block_id: Uuid::now_v7(),
+                event_id: None,
+                scope: ScopeInfo {
+                    kind: crate::block::ScopeKind::Similar,
+                    paths: vec![],
+                    hosts: vec![],
+                    executables: vec![],
+                },
+                retry: Retry::Never,
+                note: None,
+                data: EventFacts::default(),
+            },
+            created_at: 0,
+            attempts: 0,
+            next_attempt_at: 0,
+            inbox: InboxState::NotWritten,
+        }
+    }
+
+    fn enqueue(store: &SledStore, session: Uuid) -> QueuedDirective {
+        let mut e = entry(session);
+        let Enqueue::New { seq, .. } = store.enqueue(e.jti.as_bytes(), &e).unwrap() else {
+            panic!("a new origin is stored")
+        };
+        e.seq = seq;
+        e
+    }
+
+    #[test]
+    fn dropping_a_session_removes_its_entries_only_and_keeps_seqs_and_origins() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let (ended, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let first = enqueue(&store, ended);
+        let acked = enqueue(&store, ended);
+        let third = enqueue(&store, ended);
+        let kept = enqueue(&store, other);
+        assert!(store.remove(ended, &acked.jti).unwrap().is_some());
+        assert_eq!(store.queued_sessions().unwrap(), [ended, other]);
+
+        let dropped = store.drop_session(ended).unwrap();
+        assert_eq!(dropped.count, 2, "the acknowledged entry is not counted");
+        assert_eq!(dropped.jtis, [first.jti.clone(), third.jti.clone()]);
+        assert!(store.pending(ended, 0, u64::MAX, 100).unwrap().is_empty());
+        assert_eq!(store.first_seq(ended).unwrap(), None);
+        assert_eq!(store.queued_sessions().unwrap(), [other]);
+        assert!(store.remove(ended, &first.jti).unwrap().is_none(), "its jti no longer acknowledges");
+        assert_eq!(store.pending(other, 0, u64::MAX, 100).unwrap(), [kept]);
+        // Numbering goes on, and a dropped origin is still known (never enqueued again).
+        assert!(store.has_origin(first.jti.as_bytes()).unwrap());
+        assert_eq!(store.last_seqs().unwrap().into_iter().find(|(s, _)| *s == ended), Some((ended, 3)));
+        assert_eq!(enqueue(&store, ended).seq, 4);
+        assert_eq!(store.drop_session(ended).unwrap().count, 1);
+        assert_eq!(store.drop_session(ended).unwrap(), Dropped::default(), "nothing left to drop");
+    }
+
+    #[test]
+    fn queued_sessions_lists_each_session_once_at_the_ends_of_the_key_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+        assert!(store.queued_sessions().unwrap().is_empty());
+        let (low, high) = (Uuid::nil(), Uuid::max());
+        for session in [high, low, high, low] {
+            enqueue(&store, session);
+        }
+        assert_eq!(store.queued_sessions().unwrap(), [low, high]);
     }
 }

@@ -60,8 +60,8 @@ pub fn subset_mismatches(expected: &Value, actual: &Value, at: &str, out: &mut V
     }
 }
 
-/// Every expectation file, sorted by name, with its path.
-pub fn all() -> Vec<(PathBuf, Expectation)> {
+/// The paths of every expectation file, sorted by name.
+pub fn files() -> Vec<PathBuf> {
     let dir = repo().join("tests/data/samples");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
@@ -71,6 +71,11 @@ pub fn all() -> Vec<(PathBuf, Expectation)> {
         .collect();
     files.sort();
     files
+}
+
+/// Every expectation file, sorted by name, with its path.
+pub fn all() -> Vec<(PathBuf, Expectation)> {
+    files()
         .into_iter()
         .map(|f| {
             let exp = load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));

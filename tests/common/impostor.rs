@@ -151,3 +151,38 @@ pub fn start_hostile(trusted_dir: &std::path::Path, other_dir: &std::path::Path,
     ];
     start(pending, deny)
 }
+
+/// What a model saw after an agent ran the hostile script against [`start_hostile`]: `inputs`
+/// holds the whole text of each model request in order (the last one follows the final call),
+/// `denials` the text the model got back for each call whose denial came with an unverifiable
+/// directive (the `forged` and `elsewhere` commands), by call id.
+///
+/// Asserts that no marker of the hostile set reached any request; that the one genuine
+/// directive reached the last request exactly once, although the impostor served it on every
+/// fetch (replays produce no text); that those denials carry only the fixed text, never a
+/// notice; and that only genuine directives were acknowledged.
+pub fn assert_only_the_genuine_directive_shown(
+    fake: &Impostor,
+    inputs: &[String],
+    denials: &[(&str, String)],
+) {
+    for (i, text) in inputs.iter().enumerate() {
+        for marker in NEVER_SHOWN {
+            assert!(!text.contains(marker), "request {i} carries {marker}");
+        }
+    }
+    // Positive control: without it, an agent that showed nothing at all would pass.
+    let last = inputs.last().expect("at least one model request");
+    assert_eq!(last.matches(GENUINE).count(), 1, "{last}");
+    let fixed = haltwire::directive::render::denied_without_notice();
+    for (call, text) in denials {
+        assert!(text.contains(fixed), "{call}: {text}");
+        assert!(!text.contains(super::scenario::NOTICE_HEAD), "{call}: {text}");
+    }
+    let acks = fake.acks.lock().unwrap().clone();
+    assert!(acks.contains(&"jti-genuine".to_string()), "{acks:?}");
+    assert!(
+        acks.iter().all(|j| j == "jti-genuine" || j == "jti-stale"),
+        "only genuine ones are acknowledged: {acks:?}"
+    );
+}

@@ -196,6 +196,18 @@ impl Broker {
         self.post("/v1/ingest/generic", &signed_headers(msg_id, ts, sig), body)
     }
 
+    /// Registers a session (`POST /v1/sessions` with `registration`); returns its id and token.
+    pub fn register(&self, registration: &serde_json::Value) -> (String, String) {
+        let reply = self.post(
+            "/v1/sessions",
+            &[("content-type", "application/json".into())],
+            registration.to_string().as_bytes(),
+        );
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        let v = reply.json();
+        (v["session_id"].as_str().unwrap().to_string(), v["token"].as_str().unwrap().to_string())
+    }
+
     pub fn event(&self, token: &str, id: &str) -> serde_json::Value {
         let reply = self.get(&format!("/v1/events/{id}"), Some(token));
         assert_eq!(reply.status, 200, "{}", reply.body);
@@ -235,6 +247,38 @@ pub fn signed_headers(msg_id: &str, ts: i64, signature: String) -> Vec<(&'static
         ("webhook-timestamp", ts.to_string()),
         ("webhook-signature", signature),
     ]
+}
+
+/// A child process standing in for an agent (`sleep`), or a real agent: killed and reaped when
+/// dropped, so a test that fails early leaves no process behind.
+pub struct Agent(pub Child);
+
+impl Agent {
+    /// `sleep SECS`: a live process whose pid a session can register as its agent.
+    pub fn sleeper(secs: u32) -> Agent {
+        Agent(Command::new("sleep").arg(secs.to_string()).spawn().expect("spawn sleep"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// This machine's hostname, as the broker sees it (events for local sessions must carry it).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
+}
+
+/// Headers of a JSON request on a session's routes: the content type and the session's token.
+pub fn session_headers(token: &str) -> Vec<(&'static str, String)> {
+    vec![("content-type", "application/json".into()), ("authorization", format!("Bearer {token}"))]
 }
 
 pub fn now() -> i64 {
@@ -305,7 +349,6 @@ pub mod scenario;
 /// Prints a line that shows in `cargo test` output even for a passing test: libtest captures
 /// `println!`/`eprintln!`, not direct writes to the stderr handle. The agent end-to-end tests
 /// use it for their `RAN` / `SKIP` lines, so CI logs say whether the real agents ran.
-#[allow(dead_code)]
 pub fn report(line: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr().lock(), "{line}");

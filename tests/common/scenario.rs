@@ -5,7 +5,7 @@
 //! Only the agent-independent parts live here; each test drives its own agent and reads its
 //! own model's requests.
 
-use super::{agent, Broker};
+use super::{agent, hostname, Broker};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -71,10 +71,6 @@ impl Project {
         }
         std::fs::write(self.dir.join("go"), "").unwrap();
     }
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
 }
 
 /// An EDR's view of a live process: pid, command line and cwd from /proc, its parent.

@@ -60,6 +60,8 @@ pub(crate) struct WordInfo {
     /// Byte range in the text this command was parsed from (empty for synthesized words).
     pub span: Range<usize>,
     pub quoted: bool,
+    /// Where the shell would expand the word ([`Word::expansions`]); empty for synthesized words.
+    pub expansions: Vec<Range<usize>>,
 }
 
 /// A redirection with its target.
@@ -138,6 +140,12 @@ impl Command {
     /// Basename of `argv[0]` (`/usr/bin/curl` → `curl`, a login shell's `-zsh` → `zsh`).
     pub fn program(&self) -> Option<&str> {
         self.argv.first().map(|a| basename(a))
+    }
+
+    /// Byte ranges of `argv[i]` that the shell would expand ([`Word::expansions`]); empty for
+    /// a word the parser made up itself (a wrapper's `-S` split) and for an `i` out of range.
+    pub fn expansions(&self, i: usize) -> &[Range<usize>] {
+        self.words.get(i).map_or(&[], |w| w.expansions.as_slice())
     }
 
     fn render(&self) -> String {
@@ -283,7 +291,11 @@ impl<'a> Parser<'a> {
             }
         }
         self.cmd.argv.push(w.text.clone());
-        self.cmd.words.push(WordInfo { span: w.span.clone(), quoted: w.quoted });
+        self.cmd.words.push(WordInfo {
+            span: w.span.clone(),
+            quoted: w.quoted,
+            expansions: w.expansions.clone(),
+        });
         self.cmd.substitutions.extend(w.substitutions.iter().cloned());
     }
 
@@ -466,6 +478,17 @@ mod tests {
 
     fn argvs_of(s: &Script) -> Vec<Vec<String>> {
         s.commands().map(|c| c.argv.clone()).collect()
+    }
+
+    #[test]
+    fn expansions_follow_their_argv_words() {
+        let s = parse("FOO=$X cp \"$HOME\"/a '*.txt' *.md");
+        let Some(c) = s.commands().next() else { panic!("no command") };
+        assert_eq!(c.argv, ["cp", "$HOME/a", "*.txt", "*.md"]);
+        // Each word's expanded parts as text; the fifth word does not exist.
+        let expanded: Vec<Vec<&str>> =
+            (0..5).map(|i| c.expansions(i).iter().map(|r| &c.argv[i][r.clone()]).collect()).collect();
+        assert_eq!(expanded, [vec![], vec!["$HOME"], vec![], vec!["*"], vec![]]);
     }
 
     #[test]

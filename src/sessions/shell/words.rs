@@ -11,7 +11,8 @@
 //!
 //! It deliberately does not expand anything: `$VAR`, `~`, globs and substitutions stay as
 //! written, because the point is to compare what an agent wrote with what a process ran, not to
-//! run it. It never fails: unbalanced quotes give best-effort words and set
+//! run it. It does mark where the shell *would* expand ([`Word::expansions`]), so a caller can
+//! tell an unquoted `*` or `$VAR` from a quoted, literal one. It never fails: unbalanced quotes give best-effort words and set
 //! [`Words::unbalanced`]; oversized input is cut and sets [`Words::truncated`].
 
 use std::ops::Range;
@@ -78,6 +79,12 @@ pub struct Word {
     pub quoted: bool,
     /// Inner texts of command and process substitutions in the word, unparsed.
     pub substitutions: Vec<String>,
+    /// Byte ranges of `text` that a shell would expand, in order: parameter expansions (`$NAME`,
+    /// `${…}`, `$1`, `$@`, …), command and process substitutions and arithmetic (`$(…)`,
+    /// `` `…` ``, `<(…)`, `$((…))`), and unquoted `*` and `?`. Quoted or escaped text is never in
+    /// a range. Bracket expressions (`[…]`) are not marked: an unquoted `[` is far more often
+    /// literal (`[ -f x ]`, `keys[]`) than a pattern in the commands agents run.
+    pub expansions: Vec<Range<usize>>,
 }
 
 /// Control operators.
@@ -445,9 +452,11 @@ impl<'a> Lexer<'a> {
                 ' ' | '\t' | '\r' | '\n' | ';' | '&' | '|' => break,
                 '<' | '>' => {
                     if self.pos == start && self.peek_at(1) == Some('(') {
+                        let from = w.text.len();
                         self.advance(1);
                         w.text.push(c);
                         self.read_substitution(&mut w, '(', ')');
+                        w.expansions.push(from..w.text.len());
                         continue;
                     }
                     if let Some(fd) = w.fd_number() {
@@ -464,6 +473,9 @@ impl<'a> Lexer<'a> {
                 '`' => self.read_backtick(&mut w),
                 _ => {
                     self.advance(c.len_utf8());
+                    if matches!(c, '*' | '?') {
+                        w.expansions.push(w.text.len()..w.text.len() + 1);
+                    }
                     w.text.push(c);
                 }
             }
@@ -491,6 +503,7 @@ impl<'a> Lexer<'a> {
             span: start..self.pos,
             quoted: w.quoted,
             substitutions: w.substitutions,
+            expansions: w.expansions,
         }));
     }
 
@@ -558,8 +571,10 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    /// At `$`: `$'…'`, `$"…"`, `$((…))`, `$(…)`, `${…}` or a plain `$`.
+    /// At `$`: `$'…'`, `$"…"`, `$((…))`, `$(…)`, `${…}`, `$NAME`, `$1`, `$@` (and the other
+    /// special parameters) or a lone `$`.
     fn read_dollar(&mut self, w: &mut WordBuf, in_double_quotes: bool) {
+        let from = w.text.len();
         match self.peek_at(1) {
             Some('\'') if !in_double_quotes => {
                 self.advance(2);
@@ -577,11 +592,13 @@ impl<'a> Lexer<'a> {
                 let before = w.substitutions.len();
                 self.read_substitution(w, '(', ')');
                 w.substitutions.truncate(before);
+                w.expansions.push(from..w.text.len());
             }
             Some('(') => {
                 self.advance(1);
                 w.text.push('$');
                 self.read_substitution(w, '(', ')');
+                w.expansions.push(from..w.text.len());
             }
             Some('{') => {
                 self.advance(1);
@@ -589,6 +606,22 @@ impl<'a> Lexer<'a> {
                 let before = w.substitutions.len();
                 self.read_substitution(w, '{', '}');
                 w.substitutions.truncate(before);
+                w.expansions.push(from..w.text.len());
+            }
+            Some(c) if c.is_ascii_alphabetic() || c == '_' => {
+                self.advance(1);
+                w.text.push('$');
+                while let Some(c) = self.peek().filter(|c| c.is_ascii_alphanumeric() || *c == '_') {
+                    self.advance(1);
+                    w.text.push(c);
+                }
+                w.expansions.push(from..w.text.len());
+            }
+            Some(c) if c.is_ascii_digit() || "@*#?$!-".contains(c) => {
+                self.advance(2);
+                w.text.push('$');
+                w.text.push(c);
+                w.expansions.push(from..w.text.len());
             }
             _ => {
                 self.advance(1);
@@ -614,6 +647,7 @@ impl<'a> Lexer<'a> {
     }
 
     fn read_backtick(&mut self, w: &mut WordBuf) {
+        let from = w.text.len();
         let inner_start = self.pos + 1;
         let bytes = self.src.as_bytes();
         let mut i = inner_start;
@@ -632,6 +666,7 @@ impl<'a> Lexer<'a> {
             self.pos = bytes.len();
         }
         w.substitutions.push(inner.to_string());
+        w.expansions.push(from..w.text.len());
     }
 
     /// After `$'`: ANSI-C escapes up to the closing `'`.
@@ -708,6 +743,7 @@ struct WordBuf {
     text: String,
     quoted: bool,
     substitutions: Vec<String>,
+    expansions: Vec<Range<usize>>,
 }
 
 impl WordBuf {
@@ -885,6 +921,63 @@ mod tests {
         }));
         // Single quotes keep `$(` literal.
         assert_eq!(texts("echo '$(id)'"), ["echo", "$(id)"]);
+    }
+
+    /// Each word's text with its expansion ranges bracketed, e.g. `a[$X]b`.
+    fn marked(s: &str) -> Vec<String> {
+        split_words(s)
+            .tokens
+            .into_iter()
+            .filter_map(|t| match t {
+                Token::Word(w) => Some(w),
+                _ => None,
+            })
+            .map(|w| {
+                let mut out = String::new();
+                let mut at = 0;
+                for r in &w.expansions {
+                    out.push_str(&w.text[at..r.start]);
+                    out.push_str(&format!("[{}]", &w.text[r.clone()]));
+                    at = r.end;
+                }
+                out.push_str(&w.text[at..]);
+                out
+            })
+            .collect()
+    }
+
+    #[test]
+    fn expansions_are_marked_only_where_the_shell_expands() {
+        assert_eq!(
+            marked(r#"rm -rf $HOME/x "${D}"/* $1 $@ "$(id -u)" `pwd` <(ls) $((1+2)) a?b"#),
+            [
+                "rm",
+                "-rf",
+                "[$HOME]/x",
+                "[${D}]/[*]",
+                "[$1]",
+                "[$@]",
+                "[$(id -u)]",
+                "[`pwd`]",
+                "[<(ls)]",
+                "[$((1+2))]",
+                "a[?]b"
+            ]
+        );
+        // Quoted or escaped: literal, not marked.
+        assert_eq!(
+            marked(r#"find . -name '*.pem' "a*" \* '$HOME' \$X"#),
+            ["find", ".", "-name", "*.pem", "a*", "*", "$HOME", "$X"]
+        );
+        // A lone `$`, `$'…'` quoting and brackets are not expansions.
+        assert_eq!(
+            marked("echo $ a$ $'x*' keys[] [ -f x ]"),
+            ["echo", "$", "a$", "x*", "keys[]", "[", "-f", "x", "]"]
+        );
+        // Inside double quotes parameters expand; `$?` and `$*` are parameters, not globs.
+        assert_eq!(marked(r#"echo "$USER_1-$?" $*"#), ["echo", "[$USER_1]-[$?]", "[$*]"]);
+        // The text itself is unchanged by marking.
+        assert_eq!(texts("a$HOME_x $9z"), ["a$HOME_x", "$9z"]);
     }
 
     #[test]

@@ -213,7 +213,11 @@ impl Ctx<'_> {
         whole.argv.truncate(flag + 1);
         whole.words.truncate(flag + 1);
         whole.argv.push(rest.to_string());
-        whole.words.push(WordInfo { span: info.span.start..self.text.len(), quoted: true });
+        whole.words.push(WordInfo {
+            span: info.span.start..self.text.len(),
+            quoted: true,
+            expansions: Vec::new(),
+        });
         // Redirections and substitutions seen in the rest were code, not shell.
         whole.redirects.clear();
         whole.substitutions.clear();
@@ -290,7 +294,11 @@ fn rebuild(
 ) -> Command {
     let argv = cmd.argv.split_off(start.min(cmd.argv.len()));
     let words = cmd.words.split_off(start.min(cmd.words.len()));
-    cmd.words = prefix.iter().map(|_| WordInfo { span: 0..0, quoted: true }).chain(words).collect();
+    cmd.words = prefix
+        .iter()
+        .map(|_| WordInfo { span: 0..0, quoted: true, expansions: Vec::new() })
+        .chain(words)
+        .collect();
     cmd.argv = prefix.into_iter().chain(argv).collect();
     cmd.assignments.extend(assignments);
     cmd
