@@ -7,8 +7,14 @@
 //! so the ratio between the two is the price of everything haltwire adds on top: decoding into
 //! the native schema, the sled write, the group-commit flush, metrics and logs.
 //!
-//! Not a broker: it stores nothing, does not deduplicate, accepts exactly one `v1a` entry, and
-//! must never face a network; it exists to be measured.
+//! With `--only-read-body` ([`FloorMode::ReadBody`]) it does even less: it reads the body and
+//! answers `202` without looking at headers or bytes. That is the framework's own floor (axum,
+//! hyper, the runtime, the socket); the gap between the two modes is the price of
+//! authentication and parsing, and the gap to `serve` the price of everything haltwire adds.
+//!
+//! Not a broker: it stores nothing, does not deduplicate, accepts exactly one `v1a` entry (or,
+//! reading only the body, accepts anything), and must never face a network; it exists to be
+//! measured.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,15 +31,29 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use super::BenchError;
 use crate::ingest::auth::standard_webhooks::TOLERANCE_SECS;
 
-/// The floor's router: `POST /v1/ingest/{source}` (any source name) → verify, parse, `202`.
-pub fn router(key: VerifyingKey) -> Router {
-    Router::new().route("/v1/ingest/{source}", post(ingest)).with_state(Arc::new(key))
+/// What the floor handler does with each request.
+pub enum FloorMode {
+    /// Check the headers, verify the `v1a` signature with this key, parse the JSON (issue #2's
+    /// reference for the 0.8 × target).
+    VerifyAndParse(VerifyingKey),
+    /// Read the whole body and answer `202`: the bare framework, no authentication, no parsing.
+    ReadBody,
+}
+
+/// The floor's router: `POST /v1/ingest/{source}` (any source name) → what `mode` says, `202`.
+pub fn router(mode: FloorMode) -> Router {
+    match mode {
+        FloorMode::VerifyAndParse(key) => {
+            Router::new().route("/v1/ingest/{source}", post(ingest)).with_state(Arc::new(key))
+        }
+        FloorMode::ReadBody => Router::new().route("/v1/ingest/{source}", post(read_body)),
+    }
 }
 
 /// Binds `listen`, prints `haltwire listening on http://ADDR` (the line scripts wait for, as
 /// with `serve`) and serves until SIGINT/SIGTERM. Builds the same runtime `serve` builds, so
 /// under the same CPU pinning both get the same worker threads.
-pub fn run(listen: SocketAddr, key: VerifyingKey) -> Result<(), BenchError> {
+pub fn run(listen: SocketAddr, mode: FloorMode) -> Result<(), BenchError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,11 +64,16 @@ pub fn run(listen: SocketAddr, key: VerifyingKey) -> Result<(), BenchError> {
             .map_err(|source| BenchError::Bind { addr: listen, source })?;
         let local = listener.local_addr().map_err(BenchError::Serve)?;
         println!("haltwire listening on http://{local}");
-        axum::serve(listener, router(key))
+        axum::serve(listener, router(mode))
             .with_graceful_shutdown(crate::server::shutdown_signal())
             .await
             .map_err(BenchError::Serve)
     })
+}
+
+/// Axum has read the whole body into `Bytes` before this runs; that is all this mode does.
+async fn read_body(_body: Bytes) -> StatusCode {
+    StatusCode::ACCEPTED
 }
 
 async fn ingest(State(key): State<Arc<VerifyingKey>>, headers: HeaderMap, body: Bytes) -> StatusCode {
@@ -115,5 +140,23 @@ mod tests {
         let not_json = b"not json";
         let headers = signed_headers(&secret, "msg_2", 1_700_000_000, not_json);
         assert_eq!(check(&key, &headers, not_json, 1_700_000_000), Err(StatusCode::BAD_REQUEST));
+    }
+
+    /// Posts `body` without any webhook headers to a fresh router in `mode`.
+    async fn post_unsigned(mode: FloorMode, body: &'static [u8]) -> StatusCode {
+        use tower::ServiceExt as _;
+        let request = axum::http::Request::post("/v1/ingest/any").body(axum::body::Body::from(body)).unwrap();
+        router(mode).oneshot(request).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn read_body_mode_accepts_what_the_verifying_mode_refuses() {
+        let (_, public) = Ed25519Secret::generate();
+        let key = parse_public_key(&public).unwrap();
+        assert_eq!(
+            post_unsigned(FloorMode::VerifyAndParse(key), b"not json").await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(post_unsigned(FloorMode::ReadBody, b"not json").await, StatusCode::ACCEPTED);
     }
 }

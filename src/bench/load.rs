@@ -46,7 +46,7 @@ pub enum Signer {
 }
 
 impl Signer {
-    fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+    pub(super) fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
         match self {
             Signer::Hmac(secret) => secret.sign(msg_id, timestamp, body),
             Signer::Ed25519(secret) => secret.sign(msg_id, timestamp, body),
@@ -253,7 +253,7 @@ async fn run_async(settings: LoadSettings) -> Result<LoadReport, BenchError> {
 
 /// User plus system CPU time of this process so far, from `/proc/self/stat` (Linux only; `None`
 /// elsewhere). The kernel reports it in USER_HZ ticks, which Linux fixes at 100 per second.
-fn process_cpu() -> Option<Duration> {
+pub(super) fn process_cpu() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name, which is in parentheses and may itself contain spaces.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
@@ -351,7 +351,7 @@ impl Plan {
 
 /// A native (`generic`) event like the test suite's sample, unique by `vendor_id`, with
 /// `process.cmd_line` padded so the whole body is at least `body_bytes` long.
-fn event_body(marker: &str, body_bytes: usize) -> Vec<u8> {
+pub(super) fn event_body(marker: &str, body_bytes: usize) -> Vec<u8> {
     let render = |cmd_line: &str| {
         format!(
             r#"{{"host":"bench-1","disposition":"blocked","severity":"high","vendor_id":"{marker}","process":{{"pid":4242,"cmd_line":"{cmd_line}","cwd":"/tmp"}}}}"#

@@ -1,7 +1,8 @@
 //! Measurement tooling, run as `haltwire bench …`: a load generator for the ingest route
-//! ([`load`]), the bare "floor" handler it is compared against ([`floor`]), and a start-up timer
-//! ([`startup`]). `scripts/bench.sh` runs them together under fixed CPU pinning and
-//! `docs/performance.md` records the method and the figures.
+//! ([`load`]), the bare "floor" handlers it is compared against ([`floor`]), the verification
+//! ceiling without HTTP ([`verify`]), a start-up timer ([`startup`]), and the delivery and hook
+//! latency benches ([`deliver`], [`hook`]). `scripts/bench.sh` runs the ingest side under fixed
+//! CPU pinning; `scripts/perf-report.sh` runs everything and writes `docs/performance.md`.
 //!
 //! Not part of the broker's data path: `serve` never calls into this module, and nothing here
 //! decides anything at run time. The load generator signs with the same
@@ -15,6 +16,7 @@ pub mod hook;
 pub mod load;
 pub mod startup;
 mod stats;
+pub mod verify;
 
 pub use stats::Latencies;
 
@@ -38,6 +40,9 @@ pub enum BenchError {
     Serve(std::io::Error),
     #[error("start-up run {run}: {reason}")]
     Startup { run: String, reason: String },
+    /// The bench's own sanity check failed (e.g. a message it signed did not verify).
+    #[error("{0}")]
+    Check(String),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
 }

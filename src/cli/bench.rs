@@ -1,9 +1,9 @@
-//! `haltwire bench ingest|floor|deliver|hook|startup`: measurement tooling (see `crate::bench` and
+//! `haltwire bench ingest|floor|verify|deliver|hook|startup`: measurement tooling (see `crate::bench` and
 //! docs/performance.md). Hidden from the main help: operators do not need it to run a broker.
 //!
 //! This module only reads flags and key files and prints; the measuring is in `crate::bench`.
 
-use crate::bench::floor;
+use crate::bench::floor::{self, FloorMode};
 use crate::bench::load::{self, LoadSettings, Signer};
 use crate::bench::startup::{self, StartupSettings};
 use crate::ingest::auth::standard_webhooks::{parse_public_key, Ed25519Secret, HmacSecret};
@@ -17,14 +17,31 @@ pub enum BenchCommand {
     /// Load-generate signed events against /v1/ingest/{source}; prints a summary, then one JSON
     /// line. Exits 1 if any measured request did not get a 202.
     Ingest(IngestArgs),
-    /// Serve the bare comparison handler (verify v1a, parse JSON, 202) until SIGINT/SIGTERM.
+    /// Serve the bare comparison handler (verify v1a, parse JSON, 202; or with
+    /// `--only-read-body` just read the body, 202) until SIGINT/SIGTERM.
     Floor {
         /// Address to listen on (port 0 picks one; the line on stdout says which).
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
-        /// The one trusted `whpk_…` key.
+        /// The one trusted `whpk_…` key (not used with `--only-read-body`).
+        #[arg(long, required_unless_present = "only_read_body", conflicts_with = "only_read_body")]
+        public_key: Option<String>,
+        /// Only read the body and answer 202: the framework floor, no verification, no parsing.
         #[arg(long)]
-        public_key: String,
+        only_read_body: bool,
+    },
+    /// Verifications per second on this thread with the broker's own verifier, no HTTP (the
+    /// machine's ceiling); a second pass adds the JSON parse. Prints a summary, then one JSON line.
+    Verify {
+        /// Which signed scheme.
+        #[arg(long, value_enum)]
+        scheme: crate::bench::verify::Scheme,
+        /// Seconds per pass.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Distinct pre-signed messages cycled through.
+        #[arg(long, default_value_t = 256)]
+        messages: usize,
     },
     /// Event posted → directive on the session's SSE stream, open loop against a running broker
     /// (registers its own session; every event becomes a block under the default policy).
@@ -115,9 +132,25 @@ pub struct IngestArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Ingest(args) => ingest(args),
-        BenchCommand::Floor { listen, public_key } => {
-            let key = parse_public_key(&public_key).context("--public-key")?;
-            floor::run(listen, key)?;
+        BenchCommand::Floor { listen, public_key, only_read_body } => {
+            let mode = match public_key {
+                _ if only_read_body => FloorMode::ReadBody,
+                Some(key) => FloorMode::VerifyAndParse(parse_public_key(&key).context("--public-key")?),
+                None => anyhow::bail!("--public-key is required unless --only-read-body is given"),
+            };
+            floor::run(listen, mode)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Verify { scheme, seconds, messages } => {
+            anyhow::ensure!(seconds.is_finite() && seconds > 0.0, "--seconds must be positive");
+            let duration = std::time::Duration::from_secs_f64(seconds);
+            let report = crate::bench::verify::run(&crate::bench::verify::VerifySettings {
+                scheme,
+                duration,
+                messages,
+            })?;
+            println!("{}", report.summary());
+            println!("{}", report.to_json());
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Deliver { url, secret_file, rate, events, warmup, senders } => {
