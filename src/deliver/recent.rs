@@ -88,29 +88,15 @@ impl Recent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::ScopeKind;
     use crate::deliver::InboxState;
-    use crate::directive::payload::{Directive, DirectiveType, EventFacts, Retry, ScopeInfo};
+    use crate::directive::payload::DirectiveType;
 
     fn entry(session: Uuid, seq: u64) -> QueuedDirective {
         QueuedDirective {
             session_id: session,
             seq,
             jti: format!("jti-{seq}"),
-            directive: Directive {
-                kind: DirectiveType::DoNotRetry,
-                block_id: Uuid::from_u128(u128::from(seq)),
-                event_id: None,
-                scope: ScopeInfo {
-                    kind: ScopeKind::Command,
-                    paths: vec![],
-                    hosts: vec![],
-                    executables: vec![],
-                },
-                retry: Retry::Never,
-                note: None,
-                data: EventFacts::default(),
-            },
+            directive: crate::deliver::tests::directive(DirectiveType::DoNotRetry, u128::from(seq)),
             created_at: 0,
             attempts: 0,
             next_attempt_at: 0,

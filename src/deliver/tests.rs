@@ -45,7 +45,7 @@ impl Fixture {
     }
 }
 
-fn directive(kind: DirectiveType, block: u128) -> Directive {
+pub(super) fn directive(kind: DirectiveType, block: u128) -> Directive {
     Directive {
         kind,
         block_id: Uuid::from_u128(block),
