@@ -3,9 +3,10 @@
 //! directive to the delivery stage. This is the only file that knows the order; [`announce`]
 //! is the one block → directive → deliver edge, also used when a block is cleared or expires.
 //!
-//! Directives become visible to agents only after a store flush: the pipeline enqueues while
-//! it works through the batch of rings at hand, then flushes the store once and publishes
-//! them all (so a `seq` an agent has seen never disappears in a crash). On start it reconciles:
+//! Directives become visible to agents only after a store flush: the pipeline works through
+//! the batch of rings at hand, enqueues the batch's directives in one store transaction, then
+//! flushes the store once and publishes them all (so a `seq` an agent has seen never
+//! disappears in a crash). On start it reconciles:
 //! a block of an active session whose directive was lost to a crash is announced again.
 //!
 //! Ingest and the session API only *ring* the pipeline (a bounded queue; a full queue drops the
