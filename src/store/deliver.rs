@@ -105,6 +105,14 @@ fn encode_entry(entry: &QueuedDirective) -> Result<IVec, StoreError> {
     serde_json::to_vec(entry).map(IVec::from).map_err(|e| corrupt("directives", entry.jti.as_bytes(), e))
 }
 
+/// A failed sled transaction as a store error: an abort carries ours, the rest is sled's.
+fn from_transaction(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
 fn decode_seq(value: Option<&[u8]>) -> Result<u64, StoreError> {
     match value {
         None => Ok(0),
@@ -146,10 +154,7 @@ impl DeliverStore for SledStore {
                 }
                 Ok(answers)
             })
-            .map_err(|e| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => StoreError::Sled(e),
-            })
+            .map_err(from_transaction)
     }
 
     fn pending(
@@ -205,10 +210,7 @@ impl DeliverStore for SledStore {
                 let Some(value) = entries.remove(&key)? else { return Ok(None) };
                 decode_entry(&key, &value).map(Some).map_err(ConflictableTransactionError::Abort)
             })
-            .map_err(|e| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => StoreError::Sled(e),
-            })
+            .map_err(from_transaction)
     }
 
     fn remove_all(&self, session: Uuid, jtis: &[&str]) -> Result<usize, StoreError> {
@@ -230,10 +232,7 @@ impl DeliverStore for SledStore {
                 }
                 Ok(removed)
             })
-            .map_err(|e: TransactionError<StoreError>| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => StoreError::Sled(e),
-            })
+            .map_err(from_transaction)
     }
 
     fn update(&self, entry: &QueuedDirective) -> Result<(), StoreError> {
@@ -288,10 +287,7 @@ impl DeliverStore for SledStore {
                 }
                 Ok(dropped)
             })
-            .map_err(|e: TransactionError<StoreError>| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => StoreError::Sled(e),
-            })
+            .map_err(from_transaction)
     }
 
     fn queued_sessions(&self) -> Result<Vec<Uuid>, StoreError> {
