@@ -462,15 +462,24 @@ render_targets() {
     echo
 }
 
+# Prints a section heading; when none of the raw files is there (the phase did not run), says so
+# and fails, so the caller returns: `section "## Title" FILE... || return 0`.
+section() {
+    local title=$1 file
+    shift
+    echo "$title"
+    echo
+    for file in "$@"; do
+        if [[ -s "$file" ]]; then return 0; fi
+    done
+    echo "Not measured in this run (PHASES)."
+    echo
+    return 1
+}
+
 render_ingest() {
     local verify=$RAW/verify.jsonl
-    echo "## Ingest: throughput and latency with durable ack"
-    echo
-    if [[ ! -s "$INGEST" && ! -s "$verify" ]]; then
-        echo "Not measured in this run (PHASES)."
-        echo
-        return
-    fi
+    section "## Ingest: throughput and latency with durable ack" "$INGEST" "$verify" || return 0
     echo "**What is measured.** How many signed events per second \`haltwire serve\` accepts with a durable"
     echo "\`202\` (stored and flushed by the group commit) on one core, next to what the same core can do"
     echo "with less work: the verification alone with no HTTP (the ceiling), a bare axum handler that only"
@@ -583,13 +592,7 @@ ingest_row() { # side C lines
 
 render_deliver() {
     local deliver=$RAW/deliver.jsonl
-    echo "## Event → directive (posted event to signed directive on the session's SSE stream)"
-    echo
-    if [[ ! -s "$deliver" ]]; then
-        echo "Not measured in this run (PHASES)."
-        echo
-        return
-    fi
+    section "## Event → directive (posted event to signed directive on the session's SSE stream)" "$deliver" || return 0
     echo "**What is measured.** The time from posting a security event to its signed directive arriving on"
     echo "the agent session's SSE stream, at fixed rates. Every event passes ingest (auth, decode, group"
     echo "commit), correlation to the session, the policy, the block, the delivery queue and its flush, and"
@@ -637,13 +640,7 @@ render_deliver() {
 
 render_hook() {
     local hook=$RAW/hook.json
-    echo "## Claude Code hook: \`PreToolUse\` process start → decision"
-    echo
-    if [[ ! -s "$hook" ]]; then
-        echo "Not measured in this run (PHASES)."
-        echo
-        return
-    fi
+    section "## Claude Code hook: \`PreToolUse\` process start → decision" "$hook" || return 0
     echo "**What is measured.** How long Claude Code waits for \`haltwire hook claude\` at \`PreToolUse\`: from"
     echo "spawning the process to its exit, when the decision is complete."
     echo
@@ -670,13 +667,7 @@ render_hook() {
 }
 
 render_criterion() {
-    echo "## Policy evaluation and gate scaling (10 / 1 000 / 10 000 policies and blocks)"
-    echo
-    if [[ ! -s "$RAW/criterion.jsonl" ]]; then
-        echo "Not measured in this run (PHASES)."
-        echo
-        return
-    fi
+    section "## Policy evaluation and gate scaling (10 / 1 000 / 10 000 policies and blocks)" "$RAW/criterion.jsonl" || return 0
     local args
     args=$(jq -r .args "$RAW/criterion-run.json")
     echo "**What is measured.** \`PolicySet::evaluate\` on one event (\`benches/policy_eval.rs\`): the event's facts,"
@@ -718,13 +709,7 @@ render_criterion() {
 
 render_memory() {
     local mem=$RAW/memory.jsonl
-    echo "## Memory and disk"
-    echo
-    if [[ ! -s "$mem" ]]; then
-        echo "Not measured in this run (PHASES)."
-        echo
-        return
-    fi
+    section "## Memory and disk" "$mem" || return 0
     local events
     events=$(jq -s -r 'map(select(.state == "loaded"))[0].events // 0' "$mem")
     echo "**What is measured.** The resident memory of \`haltwire serve\` idle and after $(num "$events") ingested events"
@@ -787,13 +772,7 @@ mib() { awk -v k="$1" 'BEGIN { if (k == "" || k == "null") print "—"; else pri
 
 render_startup() {
     local s=$RAW/startup.json
-    echo "## Cold start: exec → first 200 from /readyz"
-    echo
-    if [[ ! -s "$s" ]]; then
-        echo "Not measured in this run (PHASES)."
-        echo
-        return
-    fi
+    section "## Cold start: exec → first 200 from /readyz" "$s" || return 0
     echo "**Method.** \`haltwire bench startup\` spawns \`serve --listen 127.0.0.1:0\` pinned to CPU $(jq -r .server_cpu "$RAW/run.json")"
     echo "(with the ingest section's config: one ed25519 and one HMAC source), reads the bound address from its"
     echo "stdout, polls \`/readyz\` every 200 µs until it answers \`200\`, then stops it (untimed). The clock starts"
