@@ -37,21 +37,12 @@ pub struct Dropped {
 }
 
 pub trait DeliverStore: Send + Sync + 'static {
-    /// Appends `entry` to its session's queue under the next `seq` unless `origin` was enqueued
-    /// before. `entry.seq` is overwritten with the assigned value. Not durable until a flush.
-    /// Writes each entry unless its origin was enqueued before (also earlier in `items`), all
-    /// in ONE transaction: each sled transaction writes out its I/O buffer, so the pipeline
-    /// enqueues a whole batch's directives at once. Answers in the order of `items`.
+    /// Appends each entry to its session's queue under the next `seq` (the `seq` it carries is
+    /// ignored) unless its origin was enqueued before, also earlier in `items`. All in ONE
+    /// transaction: each sled transaction writes out its I/O buffer, so the pipeline enqueues a
+    /// whole batch's directives at once. Answers in the order of `items`. Not durable until a
+    /// flush.
     fn enqueue_all(&self, items: &[(&[u8], &QueuedDirective)]) -> Result<Vec<Enqueue>, StoreError>;
-    /// One entry: [`DeliverStore::enqueue_all`] of one.
-    fn enqueue(&self, origin: &[u8], entry: &QueuedDirective) -> Result<Enqueue, StoreError> {
-        let mut answers = self.enqueue_all(&[(origin, entry)])?;
-        answers.pop().ok_or_else(|| StoreError::Corrupt {
-            tree: "directives",
-            key: entry.jti.clone(),
-            reason: "enqueue answered nothing".into(),
-        })
-    }
     /// Pending entries of `session` with `after < seq <= upto`, in `seq` order, at most `limit`.
     fn pending(
         &self,
@@ -344,7 +335,8 @@ mod tests {
 
     fn enqueue(store: &SledStore, session: Uuid) -> QueuedDirective {
         let mut e = entry(session);
-        let Enqueue::New { seq, .. } = store.enqueue(e.jti.as_bytes(), &e).unwrap() else {
+        let Some(Enqueue::New { seq, .. }) = store.enqueue_all(&[(e.jti.as_bytes(), &e)]).unwrap().pop()
+        else {
             panic!("a new origin is stored")
         };
         e.seq = seq;
