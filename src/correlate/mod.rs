@@ -27,12 +27,14 @@
 //! HTTP, storage or keys. The weights below are what the accuracy harness
 //! (`tests/correlation_accuracy.rs`, documented in `docs/correlation.md`) was measured with.
 
+pub mod ancestry;
 pub mod command;
 pub mod tracker;
 
 use crate::event::{Correlation, CorrelationStatus, Evidence, SecurityEvent};
 use crate::sessions::model::{CommandRecord, Session};
 use crate::sessions::procfs::Procfs;
+use ancestry::AncestryMemo;
 use std::collections::HashSet;
 use time::{Duration, OffsetDateTime};
 use tracker::Tracker;
@@ -103,6 +105,9 @@ pub struct Correlator {
     /// This machine's hostname: `/proc` only describes processes of this host.
     local_host: String,
     tracker: Tracker,
+    /// Recent `/proc` ancestry chains: one event's walk to init serves the next events from
+    /// the same tree.
+    ancestry: AncestryMemo,
 }
 
 /// What is known about the event's process tree.
@@ -152,7 +157,13 @@ struct Context<'a> {
 
 impl Correlator {
     pub fn new(procfs: Procfs, local_host: String, tracker: Tracker) -> Correlator {
-        Correlator { thresholds: Thresholds::default(), procfs, local_host, tracker }
+        Correlator {
+            thresholds: Thresholds::default(),
+            procfs,
+            local_host,
+            tracker,
+            ancestry: AncestryMemo::default(),
+        }
     }
 
     /// Correlates one event against the candidate sessions.
@@ -205,8 +216,8 @@ impl Correlator {
             // The event's process is often already gone (killed); its parent shell may not be.
             let starts = [process.pid, process.parent.as_ref().and_then(|p| p.pid)];
             for pid in starts.into_iter().flatten() {
-                let chain = self.procfs.ancestors(pid);
-                if chain.last().is_some_and(|s| s.pid == 1) && self.procfs.stat(pid).is_some() && recent(at) {
+                let Some((_, chain)) = self.ancestry.lineage(&self.procfs, pid) else { continue };
+                if chain.last().is_some_and(|s| s.pid == 1) && recent(at) {
                     complete = complete.or(Some("/proc"));
                 }
                 pids.extend(chain.iter().map(|s| (s.pid, "/proc")));

@@ -56,16 +56,28 @@ impl Procfs {
 
     /// The process's ancestors, nearest first (its parent, grandparent, … up to pid 1).
     pub fn ancestors(&self, pid: u32) -> Vec<ProcStat> {
-        let mut chain = Vec::new();
-        let mut current = self.stat(pid);
-        while let Some(stat) = current {
-            if stat.ppid == 0 || chain.len() >= MAX_DEPTH || stat.ppid == stat.pid {
+        self.stat(pid).map(|me| self.ancestors_of(&me, |_| None)).unwrap_or_default()
+    }
+
+    /// The ancestors of an already read process, nearest first. Before reading a level's parent
+    /// the walk asks `known` for the rest of the chain above that level; where it answers, the
+    /// walk stops reading `/proc` (the correlator remembers recent chains this way).
+    pub fn ancestors_of(
+        &self,
+        start: &ProcStat,
+        mut known: impl FnMut(&ProcStat) -> Option<Vec<ProcStat>>,
+    ) -> Vec<ProcStat> {
+        let mut chain: Vec<ProcStat> = Vec::new();
+        let mut current = start.clone();
+        while current.ppid != 0 && current.ppid != current.pid && chain.len() < MAX_DEPTH {
+            if let Some(rest) = known(&current) {
+                let room = MAX_DEPTH - chain.len();
+                chain.extend(rest.into_iter().take(room));
                 break;
             }
-            current = self.stat(stat.ppid);
-            if let Some(parent) = &current {
-                chain.push(parent.clone());
-            }
+            let Some(parent) = self.stat(current.ppid) else { break };
+            chain.push(parent.clone());
+            current = parent;
         }
         chain
     }
@@ -94,8 +106,6 @@ impl Procfs {
     }
 }
 
-/// Parses `/proc/<pid>/stat`. The command name (field 2) is in parentheses and may itself
-/// contain spaces and parentheses, so fields are counted from the *last* `)`.
 /// Reads a small file with as few system calls as possible: one `read` into a buffer sized for
 /// it, where `std::fs::read` would first `statx` (procfs reports size 0) and then grow its
 /// buffer from 32 bytes. The correlator walks a process's ancestry once per event, so this is
@@ -120,6 +130,8 @@ fn read_small(path: &Path) -> Option<Vec<u8>> {
     Some(buffer)
 }
 
+/// Parses `/proc/<pid>/stat`. The command name (field 2) is in parentheses and may itself
+/// contain spaces and parentheses, so fields are counted from the *last* `)`.
 pub fn parse_stat(text: &str) -> Option<ProcStat> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
