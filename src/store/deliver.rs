@@ -9,8 +9,10 @@
 //! - `directive_origins`: origin key → jti, so announcing the same thing twice (a retried
 //!   clear, the start-up reconciliation) enqueues it once.
 //!
-//! One enqueue is one sled transaction over all four. Like the rest of the store, nothing here
-//! is durable until a flush; the delivery stage decides when entries become visible.
+//! One enqueue is one sled transaction over all four. Removals are not transactions: each
+//! removes the entry first and its `directive_jtis` index second, and an index entry that
+//! points nowhere counts as gone. Like the rest of the store, nothing here is durable until a
+//! flush; the delivery stage decides when entries become visible.
 
 use super::{SledStore, StoreError};
 use crate::deliver::QueuedDirective;
@@ -58,8 +60,8 @@ pub trait DeliverStore: Send + Sync + 'static {
     fn first_seq(&self, session: Uuid) -> Result<Option<u64>, StoreError>;
     /// Removes the entry with this `jti` if it belongs to `session`; returns it.
     fn remove(&self, session: Uuid, jti: &str) -> Result<Option<QueuedDirective>, StoreError>;
-    /// Removes several of `session`'s entries in one transaction; answers how many were
-    /// pending. Used to drop the oldest when the bound is exceeded.
+    /// Removes several of `session`'s entries; answers how many were pending (each counted by
+    /// the one call that removed it). Used to drop the oldest when the bound is exceeded.
     fn remove_all(&self, session: Uuid, jtis: &[&str]) -> Result<usize, StoreError>;
     /// Replaces a pending entry's delivery bookkeeping (attempts, inbox state). A no-op when the
     /// entry is gone (acknowledged meanwhile).
@@ -110,6 +112,25 @@ fn decode_seq(value: Option<&[u8]>) -> Result<u64, StoreError> {
         Some(v) => <[u8; 8]>::try_from(v)
             .map(u64::from_be_bytes)
             .map_err(|_| corrupt("directive_seqs", v, "not 8 bytes")),
+    }
+}
+
+impl SledStore {
+    /// The key of `session`'s entry with this `jti`, if the index names one of its entries.
+    fn entry_of(&self, session: Uuid, jti: &str) -> Result<Option<IVec>, StoreError> {
+        let key = self.directive_jtis.get(jti.as_bytes())?;
+        Ok(key.filter(|key| key.len() == 24 && key[..16] == session.as_bytes()[..]))
+    }
+
+    /// Removes one entry and then its index entry; answers the entry if this call removed it.
+    /// No transaction (each would write out sled's I/O buffer twice): removing the entry is the
+    /// one step that decides, so of an acknowledgement racing the bound's drop exactly one gets
+    /// the entry back, and a crash between the two steps leaves an index entry that points
+    /// nowhere, which every reader already treats as gone.
+    fn remove_entry(&self, key: &[u8], jti: &str) -> Result<Option<IVec>, StoreError> {
+        let removed = self.directives.remove(key)?;
+        self.directive_jtis.remove(jti.as_bytes())?;
+        Ok(removed)
     }
 }
 
@@ -191,39 +212,20 @@ impl DeliverStore for SledStore {
     }
 
     fn remove(&self, session: Uuid, jti: &str) -> Result<Option<QueuedDirective>, StoreError> {
-        (&self.directives, &self.directive_jtis)
-            .transaction(|(entries, jtis)| {
-                let Some(key) = jtis.get(jti.as_bytes())? else { return Ok(None) };
-                if key.len() != 24 || key[..16] != session.as_bytes()[..] {
-                    return Ok(None);
-                }
-                jtis.remove(jti.as_bytes())?;
-                let Some(value) = entries.remove(&key)? else { return Ok(None) };
-                decode_entry(&key, &value).map(Some).map_err(ConflictableTransactionError::Abort)
-            })
-            .map_err(from_transaction)
+        let Some(key) = self.entry_of(session, jti)? else { return Ok(None) };
+        let removed = self.remove_entry(&key, jti)?;
+        removed.map(|value| decode_entry(&key, &value)).transpose()
     }
 
     fn remove_all(&self, session: Uuid, jtis: &[&str]) -> Result<usize, StoreError> {
-        if jtis.is_empty() {
-            return Ok(0);
+        let mut removed = 0;
+        for jti in jtis {
+            let Some(key) = self.entry_of(session, jti)? else { continue };
+            if self.remove_entry(&key, jti)?.is_some() {
+                removed += 1;
+            }
         }
-        (&self.directives, &self.directive_jtis)
-            .transaction(|(entries, index)| {
-                let mut removed = 0;
-                for jti in jtis {
-                    let Some(key) = index.get(jti.as_bytes())? else { continue };
-                    if key.len() != 24 || key[..16] != session.as_bytes()[..] {
-                        continue;
-                    }
-                    index.remove(jti.as_bytes())?;
-                    if entries.remove(&key)?.is_some() {
-                        removed += 1;
-                    }
-                }
-                Ok(removed)
-            })
-            .map_err(from_transaction)
+        Ok(removed)
     }
 
     fn update(&self, entry: &QueuedDirective) -> Result<(), StoreError> {
@@ -250,8 +252,7 @@ impl DeliverStore for SledStore {
     }
 
     fn drop_session(&self, session: Uuid) -> Result<Dropped, StoreError> {
-        // Read first, then remove in one transaction: a queue is bounded, so the list is small.
-        // An entry that does not decode is removed all the same; only its jti index (which then
+        // Read first, then remove: a queue is bounded, so the list is small. An entry that does not decode is removed all the same; only its jti index (which then
         // points nowhere, and `remove` treats so) cannot be found.
         let mut found: Vec<(IVec, Option<String>)> = Vec::new();
         for item in self.directives.scan_prefix(session.as_bytes()) {
@@ -262,23 +263,19 @@ impl DeliverStore for SledStore {
         if found.is_empty() {
             return Ok(Dropped::default());
         }
-        (&self.directives, &self.directive_jtis)
-            .transaction(|(entries, jtis)| {
-                let mut dropped = Dropped::default();
-                for (key, jti) in &found {
-                    // Gone meanwhile: acknowledged, or dropped by the bound.
-                    if entries.remove(key)?.is_none() {
-                        continue;
-                    }
-                    if let Some(jti) = jti {
-                        jtis.remove(jti.as_bytes())?;
-                        dropped.jtis.push(jti.clone());
-                    }
-                    dropped.count += 1;
-                }
-                Ok(dropped)
-            })
-            .map_err(from_transaction)
+        let mut dropped = Dropped::default();
+        for (key, jti) in &found {
+            // Gone meanwhile: acknowledged, or dropped by the bound.
+            if self.directives.remove(key)?.is_none() {
+                continue;
+            }
+            if let Some(jti) = jti {
+                self.directive_jtis.remove(jti.as_bytes())?;
+                dropped.jtis.push(jti.clone());
+            }
+            dropped.count += 1;
+        }
+        Ok(dropped)
     }
 
     fn queued_sessions(&self) -> Result<Vec<Uuid>, StoreError> {
@@ -369,6 +366,42 @@ mod tests {
         assert_eq!(enqueue(&store, ended).seq, 4);
         assert_eq!(store.drop_session(ended).unwrap().count, 1);
         assert_eq!(store.drop_session(ended).unwrap(), Dropped::default(), "nothing left to drop");
+    }
+
+    #[test]
+    fn an_acknowledgement_racing_the_bound_drop_removes_each_entry_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SledStore::open(dir.path(), 1 << 20).unwrap());
+        let session = Uuid::now_v7();
+        for _ in 0..50 {
+            let queued: Vec<String> = (0..20).map(|_| enqueue(&store, session).jti).collect();
+            let acks = {
+                let (store, queued) = (std::sync::Arc::clone(&store), queued.clone());
+                std::thread::spawn(move || {
+                    queued.iter().filter(|j| store.remove(session, j).unwrap().is_some()).count()
+                })
+            };
+            let jtis: Vec<&str> = queued.iter().map(String::as_str).collect();
+            let dropped = store.remove_all(session, &jtis).unwrap();
+            let acked = acks.join().unwrap();
+            assert_eq!(acked + dropped, queued.len(), "every entry removed exactly once");
+            assert_eq!(store.first_seq(session).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn an_index_entry_left_by_a_crash_between_the_two_removes_counts_as_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let session = Uuid::now_v7();
+        let entry = enqueue(&store, session);
+        // The first step of a removal only: the entry is gone, its index entry remains.
+        store.directives.remove(entry_key(session, entry.seq)).unwrap();
+        assert!(store.directive_jtis.contains_key(entry.jti.as_bytes()).unwrap());
+        assert!(store.remove(session, &entry.jti).unwrap().is_none());
+        assert_eq!(store.remove_all(session, &[entry.jti.as_str()]).unwrap(), 0);
+        assert_eq!(store.drop_session(session).unwrap(), Dropped::default());
+        assert!(store.pending(session, 0, u64::MAX, 10).unwrap().is_empty());
     }
 
     #[test]
