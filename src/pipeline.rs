@@ -515,12 +515,13 @@ pub fn announce(
 /// The directive of `block`'s current state, addressed to its session.
 fn announcement(block: &Block, facts: EventFacts) -> Announcement {
     let directive = Directive::for_block(block, facts);
-    let origin = Origin { block_id: block.block_id, kind: directive.kind };
-    Announcement { session: block.session_id, origin, directive }
+    Announcement { session: block.session_id, directive }
 }
 
 /// Announces again what a crash may have lost between storing a block and enqueuing its
 /// directive: for every block of an active session, the directive of its current state.
+/// First restores the origins of pending entries, so that an entry a crash left without
+/// its origin record is not enqueued a second time.
 pub fn reconcile(
     deliver: &Deliver,
     store: &dyn Store,
@@ -528,6 +529,10 @@ pub fn reconcile(
     blocks: &ActiveBlocks,
 ) -> Result<Vec<Enqueued>, DeliverError> {
     use crate::sessions::model::SessionStatus;
+    let repaired = deliver.repair_origins()?;
+    if repaired > 0 {
+        tracing::info!(repaired, "restored the origin records of pending directives");
+    }
     let active: std::collections::HashSet<Uuid> = sessions
         .sessions()?
         .into_iter()
@@ -540,8 +545,7 @@ pub fn reconcile(
         if !active.contains(&block.session_id) {
             continue;
         }
-        let kind = Directive::for_block(&block, EventFacts::default()).kind;
-        if deliver.has_origin(Origin { block_id: block.block_id, kind })? {
+        if deliver.has_origin(Origin::of(&Directive::for_block(&block, EventFacts::default())))? {
             continue;
         }
         if let Some(enqueued) = announce(deliver, store, &block, None, now)? {

@@ -100,6 +100,12 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// The origin of a directive: its block and its type. Derived, never passed alongside, so
+    /// a pending entry always tells which origin it was enqueued for.
+    pub fn of(directive: &Directive) -> Origin {
+        Origin { block_id: directive.block_id, kind: directive.kind }
+    }
+
     fn key(&self) -> Vec<u8> {
         let mut key = self.block_id.as_bytes().to_vec();
         key.extend_from_slice(self.kind.as_str().as_bytes());
@@ -107,11 +113,11 @@ impl Origin {
     }
 }
 
-/// A directive to enqueue for a session, once per origin ([`Deliver::enqueue_all`]).
+/// A directive to enqueue for a session, once per origin ([`Origin::of`] the directive;
+/// [`Deliver::enqueue_all`]).
 #[derive(Debug, Clone)]
 pub struct Announcement {
     pub session: Uuid,
-    pub origin: Origin,
     pub directive: Directive,
 }
 
@@ -188,16 +194,15 @@ impl Deliver {
         })
     }
 
-    /// Writes `directive` for `session` unless `origin` was enqueued before. Not visible (and
+    /// Writes `directive` for `session` unless its origin was enqueued before. Not visible (and
     /// not durable) until [`Deliver::publish`]. Enforces the bound by dropping the oldest.
     pub fn enqueue(
         &self,
         session: Uuid,
-        origin: Origin,
         directive: Directive,
         now: i64,
     ) -> Result<Option<Enqueued>, DeliverError> {
-        Ok(self.enqueue_all(vec![Announcement { session, origin, directive }], now)?.pop())
+        Ok(self.enqueue_all(vec![Announcement { session, directive }], now)?.pop())
     }
 
     /// [`Deliver::enqueue`] for many directives in one store transaction, and one bound check
@@ -224,7 +229,7 @@ impl Deliver {
                     next_attempt_at: 0,
                     inbox: InboxState::NotWritten,
                 };
-                (a.origin.key(), entry)
+                (Origin::of(&entry.directive).key(), entry)
             })
             .collect();
         let items: Vec<(&[u8], &QueuedDirective)> = entries.iter().map(|(o, e)| (o.as_slice(), e)).collect();
@@ -249,6 +254,25 @@ impl Deliver {
             self.enforce_bound(session, count, last)?;
         }
         Ok(enqueued)
+    }
+
+    /// Writes the origin record of every pending entry that lacks one; answers how many did.
+    /// The store writes an enqueue's records in order without a transaction, so a crash can
+    /// leave an entry whose origin was not written yet; the start-up reconciliation calls this
+    /// before asking [`Deliver::has_origin`], so that such an entry is not enqueued twice.
+    pub fn repair_origins(&self) -> Result<usize, DeliverError> {
+        let _order = lock(&self.enqueueing);
+        let mut repaired = 0;
+        for session in self.store.queued_sessions()? {
+            for entry in self.store.pending(session, 0, u64::MAX, usize::MAX)? {
+                let origin = Origin::of(&entry.directive).key();
+                if !self.store.has_origin(&origin)? {
+                    self.store.put_origin(&origin, &entry.jti)?;
+                    repaired += 1;
+                }
+            }
+        }
+        Ok(repaired)
     }
 
     /// Whether `origin` was ever enqueued (start-up reconciliation).

@@ -61,10 +61,7 @@ pub(super) fn directive(kind: DirectiveType, block: u128) -> Directive {
 fn put(deliver: &Deliver, session: Uuid, blocks: &[u128]) -> Vec<Enqueued> {
     let out: Vec<Enqueued> = blocks
         .iter()
-        .filter_map(|b| {
-            let origin = Origin { block_id: Uuid::from_u128(*b), kind: DirectiveType::DoNotRetry };
-            deliver.enqueue(session, origin, directive(DirectiveType::DoNotRetry, *b), NOW).unwrap()
-        })
+        .filter_map(|b| deliver.enqueue(session, directive(DirectiveType::DoNotRetry, *b), NOW).unwrap())
         .collect();
     deliver.publish(&out);
     out
@@ -99,17 +96,15 @@ fn nothing_is_visible_before_publish_and_an_origin_is_enqueued_once() {
     let f = Fixture::new();
     let deliver = f.deliver(16);
     let s = Uuid::now_v7();
-    let origin = Origin { block_id: Uuid::from_u128(9), kind: DirectiveType::DoNotRetry };
-    let first = deliver.enqueue(s, origin, directive(DirectiveType::DoNotRetry, 9), NOW).unwrap().unwrap();
+    let first = deliver.enqueue(s, directive(DirectiveType::DoNotRetry, 9), NOW).unwrap().unwrap();
     assert!(deliver.pending(s, 0, 10).unwrap().is_empty(), "unpublished entries are invisible");
-    assert_eq!(deliver.enqueue(s, origin, directive(DirectiveType::DoNotRetry, 9), NOW).unwrap(), None);
-    let cleared = Origin { block_id: Uuid::from_u128(9), kind: DirectiveType::Cleared };
-    let second = deliver.enqueue(s, cleared, directive(DirectiveType::Cleared, 9), NOW).unwrap().unwrap();
+    assert_eq!(deliver.enqueue(s, directive(DirectiveType::DoNotRetry, 9), NOW).unwrap(), None);
+    let second = deliver.enqueue(s, directive(DirectiveType::Cleared, 9), NOW).unwrap().unwrap();
     deliver.publish(&[first]);
     assert_eq!(seqs(&deliver, s), vec![1], "publishing seq 1 does not reveal seq 2");
     deliver.publish(&[second]);
     assert_eq!(seqs(&deliver, s), vec![1, 2]);
-    assert!(deliver.has_origin(cleared).unwrap());
+    assert!(deliver.has_origin(Origin::of(&directive(DirectiveType::Cleared, 9))).unwrap());
 }
 
 #[test]
@@ -310,11 +305,7 @@ fn the_bound_counts_acknowledgments_in_between() {
 fn announcements(session: Uuid, blocks: &[u128]) -> Vec<Announcement> {
     blocks
         .iter()
-        .map(|b| Announcement {
-            session,
-            origin: Origin { block_id: Uuid::from_u128(*b), kind: DirectiveType::DoNotRetry },
-            directive: directive(DirectiveType::DoNotRetry, *b),
-        })
+        .map(|b| Announcement { session, directive: directive(DirectiveType::DoNotRetry, *b) })
         .collect()
 }
 
@@ -408,4 +399,20 @@ fn an_ended_sessions_queue_is_dropped_from_the_store_and_from_memory_and_numberi
     assert_eq!(seqs(&deliver, ended), vec![4, 5, 6, 7]);
     assert_eq!(deliver.drop_session(ended).unwrap(), 4);
     assert_eq!(deliver.drop_session(ended).unwrap(), 0);
+}
+
+#[test]
+fn an_entry_a_crash_left_without_its_origin_is_repaired_not_enqueued_twice() {
+    let f = Fixture::new();
+    let deliver = f.deliver(16);
+    let s = Uuid::now_v7();
+    put(&deliver, s, &[7, 8]);
+    let origin = Origin::of(&directive(DirectiveType::DoNotRetry, 7));
+    f.store.forget_origins();
+    assert!(!deliver.has_origin(origin).unwrap());
+    assert_eq!(deliver.repair_origins().unwrap(), 2);
+    assert!(deliver.has_origin(origin).unwrap());
+    assert_eq!(deliver.enqueue(s, directive(DirectiveType::DoNotRetry, 7), NOW).unwrap(), None);
+    assert_eq!(seqs(&deliver, s), vec![1, 2], "still one entry per block");
+    assert_eq!(deliver.repair_origins().unwrap(), 0, "nothing left to repair");
 }

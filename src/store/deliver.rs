@@ -9,15 +9,18 @@
 //! - `directive_origins`: origin key → jti, so announcing the same thing twice (a retried
 //!   clear, the start-up reconciliation) enqueues it once.
 //!
-//! One enqueue is one sled transaction over all four. Removals are not transactions: each
-//! removes the entry first and its `directive_jtis` index second, and an index entry that
-//! points nowhere counts as gone. Like the rest of the store, nothing here is durable until a
+//! No sled transactions (each writes out sled's I/O buffer twice, a `pwrite`, a
+//! `sync_file_range` and a wake-up of every sled I/O thread each time): the records of one
+//! change are written in an order in which any prefix a crash leaves is consistent, since sled
+//! recovers a prefix of its log. An enqueue writes the seq, the jti index, the entry, then the
+//! origin: a seq taken but unused is a gap, an index entry without its entry points nowhere
+//! (gone), and an entry without its origin gets it back from the start-up repair. A removal
+//! removes the entry first and its index second. Like the rest of the store, nothing here is durable until a
 //! flush; the delivery stage decides when entries become visible.
 
 use super::{SledStore, StoreError};
 use crate::deliver::QueuedDirective;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::{IVec, Transactional};
+use sled::IVec;
 use uuid::Uuid;
 
 /// What [`DeliverStore::enqueue`] did.
@@ -40,10 +43,10 @@ pub struct Dropped {
 
 pub trait DeliverStore: Send + Sync + 'static {
     /// Appends each entry to its session's queue under the next `seq` (the `seq` it carries is
-    /// ignored) unless its origin was enqueued before, also earlier in `items`. All in ONE
-    /// transaction: each sled transaction writes out its I/O buffer, so the pipeline enqueues a
-    /// whole batch's directives at once. Answers in the order of `items`. Not durable until a
-    /// flush.
+    /// ignored) unless its origin was enqueued before, also earlier in `items`. Answers in the
+    /// order of `items`. Not durable until a flush. Callers serialize enqueues (the delivery
+    /// stage holds one lock around them): the `seq` is read, then written, without a
+    /// transaction, because each sled transaction writes out its I/O buffer twice.
     fn enqueue_all(&self, items: &[(&[u8], &QueuedDirective)]) -> Result<Vec<Enqueue>, StoreError>;
     /// Pending entries of `session` with `after < seq <= upto`, in `seq` order, at most `limit`.
     fn pending(
@@ -69,6 +72,9 @@ pub trait DeliverStore: Send + Sync + 'static {
     /// The last `seq` handed out per session (everything on disk at start is durable).
     fn last_seqs(&self) -> Result<Vec<(Uuid, u64)>, StoreError>;
     /// Whether this origin was ever enqueued.
+    /// Records that `origin` was enqueued as `jti` (the start-up repair of an enqueue a crash
+    /// interrupted; [`DeliverStore::enqueue_all`] writes origins itself).
+    fn put_origin(&self, origin: &[u8], jti: &str) -> Result<(), StoreError>;
     fn has_origin(&self, origin: &[u8]) -> Result<bool, StoreError>;
     /// Removes every pending entry of `session` (it ended: nothing can deliver them). Its last
     /// `seq` and its origins stay, so a `seq` is never reused and an origin is never enqueued
@@ -96,14 +102,6 @@ fn decode_entry(key: &[u8], value: &[u8]) -> Result<QueuedDirective, StoreError>
 
 fn encode_entry(entry: &QueuedDirective) -> Result<IVec, StoreError> {
     serde_json::to_vec(entry).map(IVec::from).map_err(|e| corrupt("directives", entry.jti.as_bytes(), e))
-}
-
-/// A failed sled transaction as a store error: an abort carries ours, the rest is sled's.
-fn from_transaction(e: TransactionError<StoreError>) -> StoreError {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => StoreError::Sled(e),
-    }
 }
 
 fn decode_seq(value: Option<&[u8]>) -> Result<u64, StoreError> {
@@ -134,39 +132,40 @@ impl SledStore {
     }
 }
 
+#[cfg(test)]
+impl SledStore {
+    /// Forgets every origin record: what a crash between writing entries and their origins
+    /// leaves behind, for the tests of the start-up repair.
+    pub(crate) fn forget_origins(&self) {
+        self.directive_origins.clear().unwrap();
+    }
+}
+
 impl DeliverStore for SledStore {
     fn enqueue_all(&self, items: &[(&[u8], &QueuedDirective)]) -> Result<Vec<Enqueue>, StoreError> {
-        if items.is_empty() {
-            return Ok(Vec::new());
+        let mut answers = Vec::with_capacity(items.len());
+        for (origin, entry) in items {
+            if let Some(jti) = self.directive_origins.get(origin)? {
+                answers.push(Enqueue::Existing { jti: String::from_utf8_lossy(&jti).into_owned() });
+                continue;
+            }
+            let session = entry.session_id;
+            let seq = decode_seq(self.directive_seqs.get(session.as_bytes())?.as_deref())? + 1;
+            let mut stored = (*entry).clone();
+            stored.seq = seq;
+            let key = entry_key(session, seq);
+            let value = encode_entry(&stored)?;
+            // In this order, so that whatever prefix of these writes a crash leaves is
+            // consistent: a seq taken but unused is a gap; an index entry without its entry
+            // points nowhere (gone); an entry without its origin is found by its block and
+            // type when the origins are repaired at start (`Deliver::repair_origins`).
+            self.directive_seqs.insert(session.as_bytes(), &seq.to_be_bytes()[..])?;
+            self.directive_jtis.insert(entry.jti.as_bytes(), &key[..])?;
+            self.directives.insert(&key[..], value)?;
+            self.directive_origins.insert(*origin, entry.jti.as_bytes())?;
+            answers.push(Enqueue::New { seq, jti: entry.jti.clone() });
         }
-        let trees = (&self.directives, &self.directive_jtis, &self.directive_seqs, &self.directive_origins);
-        trees
-            .transaction(|(entries, jtis, seqs, origins)| {
-                // Reads inside a transaction see its own writes, so a second entry for the same
-                // session takes the next seq and a repeated origin is found.
-                let mut answers = Vec::with_capacity(items.len());
-                for (origin, entry) in items {
-                    if let Some(jti) = origins.get(origin)? {
-                        answers.push(Enqueue::Existing { jti: String::from_utf8_lossy(&jti).into_owned() });
-                        continue;
-                    }
-                    let session = entry.session_id;
-                    let last = decode_seq(seqs.get(session.as_bytes())?.as_deref())
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    let seq = last + 1;
-                    let mut stored = (*entry).clone();
-                    stored.seq = seq;
-                    let key = entry_key(session, seq);
-                    let value = encode_entry(&stored).map_err(ConflictableTransactionError::Abort)?;
-                    entries.insert(&key[..], value)?;
-                    jtis.insert(entry.jti.as_bytes(), &key[..])?;
-                    seqs.insert(session.as_bytes(), &seq.to_be_bytes()[..])?;
-                    origins.insert(*origin, entry.jti.as_bytes())?;
-                    answers.push(Enqueue::New { seq, jti: entry.jti.clone() });
-                }
-                Ok(answers)
-            })
-            .map_err(from_transaction)
+        Ok(answers)
     }
 
     fn pending(
@@ -245,6 +244,11 @@ impl DeliverStore for SledStore {
                 Ok((id, decode_seq(Some(&v))?))
             })
             .collect()
+    }
+
+    fn put_origin(&self, origin: &[u8], jti: &str) -> Result<(), StoreError> {
+        self.directive_origins.insert(origin, jti.as_bytes())?;
+        Ok(())
     }
 
     fn has_origin(&self, origin: &[u8]) -> Result<bool, StoreError> {
