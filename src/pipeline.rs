@@ -4,7 +4,7 @@
 //! is the one block → directive → deliver edge, also used when a block is cleared or expires.
 //!
 //! Directives become visible to agents only after a store flush: the pipeline works through
-//! the batch of rings at hand, enqueues the batch's directives in one store transaction, then
+//! the batch of rings at hand, enqueues the batch's directives in one store call, then
 //! flushes the store once and publishes them all (so a `seq` an agent has seen never
 //! disappears in a crash). On start it reconciles:
 //! a block of an active session whose directive was lost to a crash is announced again.
@@ -147,7 +147,7 @@ pub struct Pipeline {
     /// Makes enqueued directives durable before they are published.
     durable: Durability,
     /// Directives of the blocks decided in this batch, enqueued together at its end (one store
-    /// transaction for the batch, not one per block).
+    /// call and one bound check per session for the batch, not one per block).
     announcements: Vec<Announcement>,
     /// Enqueued but not yet published (waiting for the next flush).
     unpublished: Vec<Enqueued>,

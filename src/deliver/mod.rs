@@ -162,8 +162,9 @@ pub struct Deliver {
     counts: Mutex<HashMap<Uuid, usize>>,
     /// The newest entries per session, so that live SSE streams need no store read.
     recent: Mutex<recent::Recent>,
-    /// Held across an enqueue's store transaction and its recording in `recent`, so entries
-    /// are recorded in `seq` order (which `recent` relies on).
+    /// Held across an enqueue's store writes and its recording in `recent`: the store reads and
+    /// writes each session's last `seq` without a transaction, so enqueues must not overlap,
+    /// and entries are recorded in `seq` order (which `recent` relies on).
     enqueueing: Mutex<()>,
     /// Wakes the push workers when something became visible; never blocks.
     wake: Mutex<Vec<std::sync::mpsc::SyncSender<()>>>,
@@ -205,9 +206,9 @@ impl Deliver {
         Ok(self.enqueue_all(vec![Announcement { session, directive }], now)?.pop())
     }
 
-    /// [`Deliver::enqueue`] for many directives in one store transaction, and one bound check
-    /// per session: what the pipeline does with a batch of events, because each sled
-    /// transaction writes out an I/O buffer. Answers the entries that are new, in order.
+    /// [`Deliver::enqueue`] for many directives in one store call, and one bound check per
+    /// session: what the pipeline does with a batch of events. Answers the entries that are
+    /// new, in order.
     pub fn enqueue_all(
         &self,
         announcements: Vec<Announcement>,
@@ -281,7 +282,7 @@ impl Deliver {
     }
 
     /// After `added` new entries up to seq `last`: drops the oldest beyond the bound, in one
-    /// store transaction.
+    /// store call.
     fn enforce_bound(&self, session: Uuid, added: usize, last: u64) -> Result<(), DeliverError> {
         let mut counts = lock(&self.counts);
         let count = match counts.get_mut(&session) {
