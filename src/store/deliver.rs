@@ -15,15 +15,15 @@
 //! recovers a prefix of its log. An enqueue writes the seq, the jti index, the entry, then the
 //! origin: a seq taken but unused is a gap, an index entry without its entry points nowhere
 //! (gone), and an entry without its origin gets it back from the start-up repair. A removal
-//! removes the entry first and its index second. Like the rest of the store, nothing here is durable until a
-//! flush; the delivery stage decides when entries become visible.
+//! removes the entry first and its index second. Like the rest of the store, nothing here is
+//! durable until a flush; the delivery stage decides when entries become visible.
 
 use super::{SledStore, StoreError};
 use crate::deliver::QueuedDirective;
 use sled::IVec;
 use uuid::Uuid;
 
-/// What [`DeliverStore::enqueue`] did.
+/// What [`DeliverStore::enqueue_all`] did with one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueue {
     /// Stored under a new `seq`.
@@ -71,10 +71,10 @@ pub trait DeliverStore: Send + Sync + 'static {
     fn update(&self, entry: &QueuedDirective) -> Result<(), StoreError>;
     /// The last `seq` handed out per session (everything on disk at start is durable).
     fn last_seqs(&self) -> Result<Vec<(Uuid, u64)>, StoreError>;
-    /// Whether this origin was ever enqueued.
     /// Records that `origin` was enqueued as `jti` (the start-up repair of an enqueue a crash
     /// interrupted; [`DeliverStore::enqueue_all`] writes origins itself).
     fn put_origin(&self, origin: &[u8], jti: &str) -> Result<(), StoreError>;
+    /// Whether this origin was ever enqueued.
     fn has_origin(&self, origin: &[u8]) -> Result<bool, StoreError>;
     /// Removes every pending entry of `session` (it ended: nothing can deliver them). Its last
     /// `seq` and its origins stay, so a `seq` is never reused and an origin is never enqueued
@@ -256,8 +256,9 @@ impl DeliverStore for SledStore {
     }
 
     fn drop_session(&self, session: Uuid) -> Result<Dropped, StoreError> {
-        // Read first, then remove: a queue is bounded, so the list is small. An entry that does not decode is removed all the same; only its jti index (which then
-        // points nowhere, and `remove` treats so) cannot be found.
+        // Read first, then remove: a queue is bounded, so the list is small. An entry that does
+        // not decode is removed all the same; only its jti index (which then points nowhere,
+        // and `remove` treats so) cannot be found.
         let mut found: Vec<(IVec, Option<String>)> = Vec::new();
         for item in self.directives.scan_prefix(session.as_bytes()) {
             let (key, value) = item?;
@@ -269,14 +270,15 @@ impl DeliverStore for SledStore {
         }
         let mut dropped = Dropped::default();
         for (key, jti) in &found {
+            let removed = match jti {
+                Some(jti) => self.remove_entry(key, jti)?,
+                None => self.directives.remove(key)?,
+            };
             // Gone meanwhile: acknowledged, or dropped by the bound.
-            if self.directives.remove(key)?.is_none() {
+            if removed.is_none() {
                 continue;
             }
-            if let Some(jti) = jti {
-                self.directive_jtis.remove(jti.as_bytes())?;
-                dropped.jtis.push(jti.clone());
-            }
+            dropped.jtis.extend(jti.clone());
             dropped.count += 1;
         }
         Ok(dropped)
