@@ -64,12 +64,14 @@ impl AncestryMemo {
         let now = Instant::now();
         // The chain is as old as its oldest part: the remembered rest, if one was used.
         let mut read_at = now;
+        let mut recalled_at = None;
         let chain = procfs.ancestors_of(&me, |level| {
             let (rest, at) = self.recall(level, now)?;
             read_at = at;
+            recalled_at = Some(key(level));
             Some(rest)
         });
-        self.remember(&me, &chain, read_at, now);
+        self.remember(&me, &chain, recalled_at, read_at, now);
         Some((me, chain))
     }
 
@@ -77,15 +79,23 @@ impl AncestryMemo {
     /// names the same parent.
     fn recall(&self, level: &ProcStat, now: Instant) -> Option<(Vec<ProcStat>, Instant)> {
         let chains = self.chains.lock().unwrap_or_else(PoisonError::into_inner);
-        let remembered = chains.get(&(level.pid, level.start_time))?;
+        let remembered = chains.get(&key(level))?;
         let fresh = now.saturating_duration_since(remembered.read_at) < self.ttl;
         let same_parent = remembered.chain.first().is_some_and(|parent| parent.pid == level.ppid);
         (fresh && same_parent).then(|| (remembered.chain.to_vec(), remembered.read_at))
     }
 
-    /// Remembers the chain above `me` and above each of its ancestors, all as read at
+    /// Remembers the chain above `me` and above each of its ancestors up to the level whose
+    /// chain was recalled (that one and those above it are remembered already), all as read at
     /// `read_at`, so reusing a chain never extends its life.
-    fn remember(&self, me: &ProcStat, chain: &[ProcStat], read_at: Instant, now: Instant) {
+    fn remember(
+        &self,
+        me: &ProcStat,
+        chain: &[ProcStat],
+        recalled_at: Option<(u32, u64)>,
+        read_at: Instant,
+        now: Instant,
+    ) {
         let mut chains = self.chains.lock().unwrap_or_else(PoisonError::into_inner);
         if chains.len() + chain.len() > MAX_CHAINS {
             chains.retain(|_, r| now.saturating_duration_since(r.read_at) < self.ttl);
@@ -96,12 +106,17 @@ impl AncestryMemo {
         let levels = std::iter::once(me).chain(chain.iter());
         for (depth, level) in levels.enumerate() {
             let above = &chain[depth..];
-            if above.is_empty() {
+            if above.is_empty() || recalled_at == Some(key(level)) {
                 break;
             }
-            chains.insert((level.pid, level.start_time), Remembered { read_at, chain: above.into() });
+            chains.insert(key(level), Remembered { read_at, chain: above.into() });
         }
     }
+}
+
+/// A process for good: its pid and its start time.
+fn key(process: &ProcStat) -> (u32, u64) {
+    (process.pid, process.start_time)
 }
 
 #[cfg(test)]
@@ -150,6 +165,20 @@ mod tests {
         assert_eq!(pids(&chain), [20, 10, 1], "the agent's chain came from the memo");
         // Without the memo the walk stops where /proc does.
         assert_eq!(pids(&procfs.ancestors(31)), [20]);
+    }
+
+    #[test]
+    fn a_walk_that_ends_in_a_recalled_chain_remembers_the_levels_it_read() {
+        let (dir, procfs) = tree();
+        let memo = AncestryMemo::default();
+        memo.lineage(&procfs, 30).unwrap();
+        process(dir.path(), 31, 20, 310);
+        process(dir.path(), 32, 31, 320);
+        memo.lineage(&procfs, 32).unwrap();
+        // The sibling's own level was read and is remembered; the agent's is not read again.
+        gone(dir.path(), 20);
+        let (_, chain) = memo.lineage(&procfs, 32).unwrap();
+        assert_eq!(pids(&chain), [31, 20, 10, 1]);
     }
 
     #[test]
