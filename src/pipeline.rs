@@ -9,9 +9,11 @@
 //! disappears in a crash). On start it reconciles:
 //! a block of an active session whose directive was lost to a crash is announced again.
 //!
-//! Ingest and the session API only *ring* the pipeline (a bounded queue; a full queue drops the
-//! ring and counts it). HTTP ingest rings with the stored event itself, so the pipeline does not
-//! read back what was just written; file ingest rings with the id. What the pipeline works on is
+//! Ingest and the session API only *ring* the pipeline (a queue bounded in events; a ring that
+//! does not fit is dropped and counted). HTTP ingest's group commit rings once per flushed
+//! batch ([`OnDurable`]) with the stored events themselves, so the pipeline does not read back
+//! what was just written and wakes once per batch, not once per request; file ingest rings
+//! with the ids of a file batch. What the pipeline works on is
 //! still the store's: a persistent cursor over the events tree, re-read with a small overlap
 //! (commits finish out of id order), so every stored event is processed even if a ring was
 //! dropped or lost, or the broker crashed. The scan runs every second while a ring may have
@@ -32,17 +34,18 @@ use crate::directive::payload::{Directive, EventFacts};
 use crate::event::{Correlation, CorrelationStatus, SecurityEvent};
 use crate::policy::{self, EvalInput, LivePolicies};
 use crate::sessions::model::{CommandRecord, Session};
-use crate::store::{EventQuery, SessionStore, Store, StoreError};
+use crate::store::{EventQuery, OnDurable, SessionStore, Store, StoreError};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Rings waiting for the pipeline thread; beyond it rings are dropped (the cursor scan still
-/// finds the events).
+/// Events (and ledger changes) waiting for the pipeline thread, counted one per event however
+/// they are grouped into rings; a ring that would go beyond it is dropped (the cursor scan
+/// still finds the events).
 const QUEUE_CAPACITY: usize = 4096;
 /// Largest `raw` an event may have to travel in a ring; a larger one rings by id, so the
 /// queue's memory stays bounded (about `QUEUE_CAPACITY` × twice this).
@@ -84,6 +87,8 @@ pub enum Ring {
     StoredEvent(Box<SecurityEvent>),
     /// A session's ledger gained a call: unmatched events may now bind to it.
     LedgerChanged(Uuid),
+    /// Several rings at once (the events of one group commit), handled in order.
+    Batch(Vec<Ring>),
 }
 
 impl Ring {
@@ -96,12 +101,23 @@ impl Ring {
             Ring::Stored(event.id)
         }
     }
+
+    /// The queue places the ring takes: one per event it carries.
+    fn weight(&self) -> usize {
+        match self {
+            Ring::Batch(rings) => rings.iter().map(Ring::weight).sum(),
+            _ => 1,
+        }
+    }
 }
 
 /// The sending side, given to ingest and the session API. Cheap to clone; never blocks.
 #[derive(Clone)]
 pub struct PipelineHandle {
     tx: SyncSender<Ring>,
+    /// Queue places taken by rings sent and not yet taken by the pipeline (see
+    /// [`Ring::weight`]); the channel alone would bound rings, not the events inside them.
+    queued: Arc<AtomicUsize>,
     /// Set when a ring was dropped or lost: the pipeline scans the store soon.
     missed: Arc<AtomicBool>,
 }
@@ -112,24 +128,50 @@ impl PipelineHandle {
     #[cfg(test)]
     pub fn channel(capacity: usize) -> (PipelineHandle, Receiver<Ring>) {
         let (tx, rx) = mpsc::sync_channel(capacity);
-        (PipelineHandle { tx, missed: Arc::default() }, rx)
+        (PipelineHandle { tx, queued: Arc::default(), missed: Arc::default() }, rx)
     }
 
+    /// Queues `ring` without blocking; a ring that does not fit is dropped, counted, and the
+    /// store scanned soon instead.
     pub fn ring(&self, ring: Ring) {
+        let weight = ring.weight();
+        if self.queued.fetch_add(weight, Ordering::AcqRel) + weight > QUEUE_CAPACITY {
+            self.queued.fetch_sub(weight, Ordering::AcqRel);
+            self.dropped();
+            return;
+        }
         match self.tx.try_send(ring) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                metrics::counter!("haltwire_queue_dropped_total", "queue" => "pipeline").increment(1);
-                self.missed();
+                self.queued.fetch_sub(weight, Ordering::AcqRel);
+                self.dropped();
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(weight, Ordering::AcqRel);
+            }
         }
+    }
+
+    fn dropped(&self) {
+        metrics::counter!("haltwire_queue_dropped_total", "queue" => "pipeline").increment(1);
+        self.missed();
     }
 
     /// Says that an event may have been stored without a ring (a caller gave up waiting, or
     /// durability was not confirmed): the pipeline scans the store within a second.
     pub fn missed(&self) {
         self.missed.store(true, Ordering::Release);
+    }
+}
+
+/// The ingest group commit's notice: each flushed batch becomes one ring.
+impl OnDurable for PipelineHandle {
+    fn stored(&self, events: Vec<SecurityEvent>) {
+        self.ring(Ring::Batch(events.into_iter().map(Ring::stored).collect()));
+    }
+
+    fn unconfirmed(&self) {
+        self.missed();
     }
 }
 
@@ -152,6 +194,8 @@ pub struct Pipeline {
     /// Enqueued but not yet published (waiting for the next flush).
     unpublished: Vec<Enqueued>,
     rx: Receiver<Ring>,
+    /// Shared with every [`PipelineHandle`]: queue places taken; given back as rings are taken.
+    queued: Arc<AtomicUsize>,
     /// Shared with every [`PipelineHandle`]: a ring may have been missed.
     missed: Arc<AtomicBool>,
     /// Recently unmatched or ambiguous events, for late binding.
@@ -188,6 +232,7 @@ impl Pipeline {
         durable: Durability,
     ) -> std::io::Result<(PipelineHandle, Running)> {
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let queued = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         // A fresh start may follow a crash that lost rings: the first scan runs at once.
         let missed = Arc::new(AtomicBool::new(true));
@@ -202,6 +247,7 @@ impl Pipeline {
             announcements: Vec::new(),
             unpublished: Vec::new(),
             rx,
+            queued: queued.clone(),
             missed: missed.clone(),
             late: VecDeque::new(),
             scanned_upto: None,
@@ -210,7 +256,7 @@ impl Pipeline {
         let thread = std::thread::Builder::new()
             .name("haltwire-pipeline".into())
             .spawn(move || pipeline.run(&flag))?;
-        Ok((PipelineHandle { tx, missed }, Running { stop, thread }))
+        Ok((PipelineHandle { tx, queued, missed }, Running { stop, thread }))
     }
 
     fn run(&mut self, stop: &AtomicBool) {
@@ -223,10 +269,11 @@ impl Pipeline {
         while !stop.load(Ordering::Acquire) {
             match self.rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(first) => {
-                    let mut batch = vec![first];
+                    let mut batch = Vec::new();
+                    self.take(first, &mut batch);
                     while batch.len() < MAX_BATCH {
                         match self.rx.try_recv() {
-                            Ok(ring) => batch.push(ring),
+                            Ok(ring) => self.take(ring, &mut batch),
                             Err(_) => break,
                         }
                     }
@@ -258,6 +305,16 @@ impl Pipeline {
             }
         }
         self.publish();
+    }
+
+    /// Adds a ring taken from the queue to `batch`, a batch ring as its parts, and gives its
+    /// queue places back.
+    fn take(&self, ring: Ring, batch: &mut Vec<Ring>) {
+        self.queued.fetch_sub(ring.weight(), Ordering::AcqRel);
+        match ring {
+            Ring::Batch(rings) => batch.extend(rings),
+            single => batch.push(single),
+        }
     }
 
     /// Enqueues the directives of the blocks decided since the last call, then waits for a
@@ -305,6 +362,11 @@ impl Pipeline {
                 Ring::LedgerChanged(session) => {
                     candidates = None;
                     self.bind_late(session)
+                }
+                // `take` unpacks batches; one built elsewhere is handled the same way.
+                Ring::Batch(rings) => {
+                    self.handle(rings);
+                    Ok(())
                 }
             };
             if let Err(err) = result {
@@ -604,5 +666,49 @@ fn status_label(status: CorrelationStatus) -> &'static str {
         CorrelationStatus::Matched => "matched",
         CorrelationStatus::Ambiguous => "ambiguous",
         CorrelationStatus::Unmatched => "unmatched",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Ring {
+        Ring::Batch((0..n).map(|_| Ring::Stored(Uuid::now_v7())).collect())
+    }
+
+    #[test]
+    fn the_ring_queue_is_bounded_in_events_not_rings() {
+        let (handle, rx) = PipelineHandle::channel(QUEUE_CAPACITY);
+        handle.ring(ids(QUEUE_CAPACITY + 1));
+        assert!(rx.try_recv().is_err(), "a batch larger than the whole queue is dropped");
+        assert!(handle.missed.swap(false, Ordering::AcqRel), "and the drop asks for a scan");
+
+        handle.ring(ids(QUEUE_CAPACITY - 1));
+        handle.ring(Ring::LedgerChanged(Uuid::now_v7()));
+        handle.ring(ids(1));
+        assert!(handle.missed.load(Ordering::Acquire), "the queue was full with one ring left over");
+        assert_eq!(handle.queued.load(Ordering::Acquire), QUEUE_CAPACITY);
+        assert!(matches!(rx.try_recv(), Ok(Ring::Batch(b)) if b.len() == QUEUE_CAPACITY - 1));
+        assert!(matches!(rx.try_recv(), Ok(Ring::LedgerChanged(_))));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_stored_batch_becomes_one_ring_and_a_large_event_rings_by_id() {
+        let (handle, rx) = PipelineHandle::channel(8);
+        let mut small = crate::store::testing::event_at(1_000);
+        small.raw = serde_json::value::RawValue::from_string("{}".into()).unwrap();
+        let mut large = crate::store::testing::event_at(2_000);
+        large.raw = serde_json::value::to_raw_value(&"x".repeat(MAX_RING_EVENT_RAW)).unwrap();
+        OnDurable::stored(&handle, vec![small.clone(), large.clone()]);
+        let Ok(Ring::Batch(rings)) = rx.try_recv() else { panic!("one batch ring expected") };
+        assert!(matches!(&rings[0], Ring::StoredEvent(e) if e.id == small.id));
+        assert!(matches!(&rings[1], Ring::Stored(id) if *id == large.id));
+        assert!(rx.try_recv().is_err(), "one ring for the whole batch");
+        assert_eq!(handle.queued.load(Ordering::Acquire), 2);
+
+        OnDurable::unconfirmed(&handle);
+        assert!(handle.missed.load(Ordering::Acquire));
     }
 }

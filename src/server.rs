@@ -163,7 +163,6 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
     let store: Arc<dyn Store> = sled.clone();
     let session_store: Arc<dyn SessionStore> = sled.clone();
     let blocks = Arc::new(ActiveBlocks::load(sled.clone())?);
-    let commit = GroupCommit::start(store.clone(), config.ingest.commit_queue);
     let deliver_store: Arc<dyn crate::store::DeliverStore> = sled.clone();
     let deliver = Arc::new(Deliver::new(
         deliver_store,
@@ -198,6 +197,8 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
         durable.clone(),
     )
     .map_err(ServeError::Serve)?;
+    let commit =
+        GroupCommit::start_with_notice(store.clone(), config.ingest.commit_queue, Arc::new(pipeline.clone()));
     let upkeep = SessionUpkeep::start(
         registry.clone(),
         tracker,
@@ -227,27 +228,26 @@ pub async fn prepare(settings: ServeSettings) -> Result<Prepared, ServeError> {
     };
 
     let max_body = config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
-    let app =
-        ingest_http::router(IngestState::new(sources.clone(), commit.clone(), pipeline.clone()), max_body)
-            .merge(api::router(ApiState {
-                store: store.clone(),
-                sessions: session_store,
-                registry,
-                commit: commit.clone(),
-                pipeline: pipeline.clone(),
-                blocks,
-                policies: policies.clone(),
-                tokens: Arc::new(tokens),
-                metrics: Some(metrics.clone()),
-                ready: ready.clone(),
-                signer,
-                deliver: deliver.clone(),
-            }))
-            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                Duration::from_secs(config.http.request_timeout_secs.max(1)),
-            ))
-            .layer(axum::middleware::from_fn(crate::api::problem::problem_for_bare_errors));
+    let app = ingest_http::router(IngestState::new(sources.clone(), commit.clone()), max_body)
+        .merge(api::router(ApiState {
+            store: store.clone(),
+            sessions: session_store,
+            registry,
+            commit: commit.clone(),
+            pipeline: pipeline.clone(),
+            blocks,
+            policies: policies.clone(),
+            tokens: Arc::new(tokens),
+            metrics: Some(metrics.clone()),
+            ready: ready.clone(),
+            signer,
+            deliver: deliver.clone(),
+        }))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.http.request_timeout_secs.max(1)),
+        ))
+        .layer(axum::middleware::from_fn(crate::api::problem::problem_for_bare_errors));
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await

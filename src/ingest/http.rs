@@ -12,8 +12,7 @@ use crate::decode::{DecodeError, Decoded};
 use crate::event::SecurityEvent;
 use crate::ingest::auth::Verified;
 use crate::ingest::sources::{IngestSource, Sources};
-use crate::pipeline::{PipelineHandle, Ring};
-use crate::store::{DedupRecord, GroupCommit, PutOutcome, PutRequest, StoreError, Written};
+use crate::store::{DedupRecord, GroupCommit, PutOutcome, PutRequest, StoreError};
 use crate::telemetry;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -38,14 +37,13 @@ struct Inner {
     /// Configured senders; a name not in here is an authentication failure.
     sources: Sources,
     /// Writes events and makes them durable in batches; also the bounded queue that sheds load.
+    /// It hands what it stored to the pipeline once durable, so this handler never rings.
     commit: GroupCommit,
-    /// Rung once an event is durable; the pipeline takes it from there.
-    pipeline: PipelineHandle,
 }
 
 impl IngestState {
-    pub fn new(sources: Sources, commit: GroupCommit, pipeline: PipelineHandle) -> IngestState {
-        IngestState { inner: Arc::new(Inner { sources, commit, pipeline }) }
+    pub fn new(sources: Sources, commit: GroupCommit) -> IngestState {
+        IngestState { inner: Arc::new(Inner { sources, commit }) }
     }
 }
 
@@ -164,55 +162,25 @@ async fn accept(
         .reserve()
         .map_err(|_| Refusal::new(ProblemType::Overloaded, "commit_queue_full"))?;
     let writes = to_store(source, &verified, decoded, now);
-    // Until the events are handed to the pipeline, a request that is abandoned (the client went
-    // away, or the timeout fired) may leave them stored with nobody to ring for them.
-    let pending = PendingRing(Some(&state.inner.pipeline));
     // The committer writes the events of every waiting request in one transaction, then
-    // flushes; this answers once that flush is done.
-    let written = slot.write(writes).await.map_err(|err| match err {
+    // flushes; this answers once that flush is done. The committer, not this request, tells
+    // the pipeline, so an abandoned request (client gone, timeout) leaves no event unrung.
+    let outcomes = slot.write(writes).await.map_err(|err| match err {
         StoreError::FlushFailed(_) => Refusal::new(ProblemType::StorageUnavailable, "flush_failed"),
         _ => Refusal::new(ProblemType::StorageUnavailable, "store_write_failed"),
     })?;
-    let event_id = written
+    let event_id = outcomes
         .first()
-        .map(|w| w.outcome.id())
+        .map(|o| o.id())
         .ok_or_else(|| Refusal::new(ProblemType::InvalidEvent, "empty_payload"))?;
     let accepted = IngestAccepted {
         event_id,
         // A retried batch of which some events were stored before is not a duplicate: the
         // retry stored the rest.
-        duplicate: written.iter().all(|w| matches!(w.outcome, PutOutcome::Duplicate(_))),
-        event_ids: if written.len() > 1 {
-            written.iter().map(|w| w.outcome.id()).collect()
-        } else {
-            Vec::new()
-        },
+        duplicate: outcomes.iter().all(|o| matches!(o, PutOutcome::Duplicate(_))),
+        event_ids: if outcomes.len() > 1 { outcomes.iter().map(|o| o.id()).collect() } else { Vec::new() },
     };
-    for Written { outcome, request } in written {
-        if let PutOutcome::Stored(_) = outcome {
-            state.inner.pipeline.ring(Ring::stored(request.event));
-        }
-    }
-    pending.done();
     Ok((accepted, verified.trust))
-}
-
-/// Tells the pipeline that a ring may be missing unless [`PendingRing::done`] was called:
-/// dropped with an abandoned request, it makes the pipeline scan the store soon.
-struct PendingRing<'a>(Option<&'a PipelineHandle>);
-
-impl PendingRing<'_> {
-    fn done(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for PendingRing<'_> {
-    fn drop(&mut self) {
-        if let Some(pipeline) = self.0 {
-            pipeline.missed();
-        }
-    }
 }
 
 /// One event to store per decoded event. A payload with several events dedups each under its

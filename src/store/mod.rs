@@ -25,7 +25,7 @@ mod retention;
 pub mod sessions;
 mod sled_store;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::sync::Arc;
 
@@ -35,7 +35,7 @@ use uuid::Uuid;
 use crate::event::SecurityEvent;
 
 pub use blocks::BlockStore;
-pub use commit::{CommitSlot, GroupCommit, Overloaded, Written};
+pub use commit::{CommitSlot, GroupCommit, OnDurable, Overloaded};
 pub use deliver::DeliverStore;
 pub use retention::run_retention;
 pub use sessions::SessionStore;

@@ -10,8 +10,9 @@
 //! `(device, inode, offset)` are one sled transaction ([`crate::store::Store::put_file_batch`]),
 //! and the task waits for the batch's group commit before reading on, so a crash resumes after
 //! the last stored line and never stores a line twice. Once a batch is durable the task rings
-//! the pipeline with the events it stored (`Ring::Stored`), as HTTP ingest does; a ring that
-//! does not fit its queue is dropped, and the pipeline's own scan still finds the event.
+//! the pipeline once with the ids of the events it stored (a `Ring::Batch` of `Ring::Stored`),
+//! as HTTP ingest's group commit does with its batches; a ring that does not fit the queue is
+//! dropped, and the pipeline's own scan still finds the events.
 //!
 //! Events carry trust `local` and source `watch:<name>`. Trust comes from the configuration:
 //! only files matched by a `[[watch]]`, in a directory that passes R13, that pass R14 are read.
@@ -319,9 +320,8 @@ impl WatchTask {
             match result {
                 Ok(tail::Progress::Wrote(stored)) => match slot.durable().await {
                     Ok(()) => {
-                        for id in stored {
-                            self.pipeline.ring(Ring::Stored(id));
-                        }
+                        // One ring for the file batch: one wake-up of the pipeline thread.
+                        self.pipeline.ring(Ring::Batch(stored.into_iter().map(Ring::Stored).collect()));
                     }
                     Err(err) => {
                         // Not rung: the pipeline's scan finds the events if they did persist.
@@ -414,7 +414,14 @@ mod tests {
             let mut ids = Vec::new();
             while ids.len() < 2 {
                 match rings.recv_timeout(Duration::from_secs(10)) {
-                    Ok(Ring::Stored(id)) => ids.push(id),
+                    Ok(Ring::Batch(batch)) => {
+                        for ring in batch {
+                            match ring {
+                                Ring::Stored(id) => ids.push(id),
+                                other => panic!("unexpected ring {other:?} in a batch"),
+                            }
+                        }
+                    }
                     Ok(other) => panic!("unexpected ring {other:?}"),
                     Err(err) => panic!("rung {} of 2: {err}", ids.len()),
                 }
