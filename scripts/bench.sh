@@ -7,7 +7,8 @@
 # Builds the release binary, then, with every server pinned to SERVER_CPU and every load
 # generator to CLIENT_CPU, runs the STEPS:
 #   verify   the verification ceiling: `haltwire bench verify` (the broker's own verifier in a
-#            loop, no HTTP) for ed25519 and HMAC, on SERVER_CPU;
+#            loop, no HTTP) for ed25519 and HMAC, and the storage cost: `haltwire bench store`
+#            (bare sled and haltwire's store, no HTTP), STORE_REPS runs; all on SERVER_CPU;
 #   closed   closed loop, swept over CONNECTIONS, for each of SIDES: `bare` (axum handler that only
 #            reads the body: the framework floor), `floor` (axum + v1a verify + JSON parse: the
 #            reference of issue #2's 0.8 × target), `ed25519` and `hmac` (`serve` with a
@@ -17,7 +18,7 @@
 #   startup  `serve` from exec to its first 200 from /readyz, fresh and warm data directory.
 # Prints a results table and writes it to RESULTS_FILE (default: a new file under /tmp). With
 # OUT_DIR set, also leaves the raw JSON there for scripts/perf-report.sh: ingest.jsonl (one line
-# per run), verify.jsonl, startup.json, bench.env (the knobs used).
+# per run), verify.jsonl, store.jsonl, startup.json, bench.env (the knobs used).
 #
 # The machine must be otherwise idle: before each measurement the script waits (up to
 # QUIET_WAIT_S) until the CPUs are at least QUIET_IDLE_PCT idle, and it repeats a run during
@@ -26,7 +27,7 @@
 # Knobs (environment): STEPS="verify closed open startup" SIDES="bare floor ed25519 hmac"
 #   CONNECTIONS="16 32 64 128" REPS=3 EVENTS=40000 WARMUP=4000
 #   OPEN_SIDES="floor ed25519 hmac" OPEN_RATE=1000 OPEN_EVENTS=20000 OPEN_CONNECTIONS=16
-#   VERIFY_SECONDS=3 STARTUP_RUNS=10 FOREIGN_MAX_PCT=5 MAX_TRIES=5 OUT_DIR=
+#   VERIFY_SECONDS=3 STORE_REPS=3 STARTUP_RUNS=10 FOREIGN_MAX_PCT=5 MAX_TRIES=5 OUT_DIR=
 #   SERVER_CPU=1 CLIENT_CPU=0 QUIET_IDLE_PCT=90 QUIET_WAIT_S=900
 #   HALTWIRE_BIN= (measure this binary instead of building; e.g. an older build to compare)
 
@@ -43,6 +44,7 @@ OPEN_RATE=${OPEN_RATE:-1000}
 OPEN_EVENTS=${OPEN_EVENTS:-20000}
 OPEN_CONNECTIONS=${OPEN_CONNECTIONS:-16}
 VERIFY_SECONDS=${VERIFY_SECONDS:-3}
+STORE_REPS=${STORE_REPS:-3}
 STARTUP_RUNS=${STARTUP_RUNS:-10}
 FOREIGN_MAX_PCT=${FOREIGN_MAX_PCT:-5}
 MAX_TRIES=${MAX_TRIES:-5}
@@ -157,11 +159,13 @@ EOF
 
 RAW=$OUT_DIR/ingest.jsonl
 VERIFY=$OUT_DIR/verify.jsonl
+STORE=$OUT_DIR/store.jsonl
 : >"$RAW"
 : >"$VERIFY"
+: >"$STORE"
 rm -f "$OUT_DIR/startup.json"
 for knob in STEPS SIDES CONNECTIONS REPS EVENTS WARMUP OPEN_SIDES OPEN_RATE OPEN_EVENTS OPEN_CONNECTIONS \
-    VERIFY_SECONDS STARTUP_RUNS FOREIGN_MAX_PCT SERVER_CPU CLIENT_CPU; do
+    VERIFY_SECONDS STORE_REPS STARTUP_RUNS FOREIGN_MAX_PCT SERVER_CPU CLIENT_CPU; do
     printf '%s=%q\n' "$knob" "${!knob}"
 done >"$OUT_DIR/bench.env"
 
@@ -174,6 +178,16 @@ if has_step verify; then
         foreign_end
         jq -c --arg idle "$idle" --argjson foreign "$FOREIGN_PCT" '. + {idle_before: $idle, foreign_cpu_pct: $foreign}' \
             <<<"$json" | tee -a "$VERIFY" >&2
+    done
+    log "storage alone (no HTTP): bare sled and haltwire's store, $STORE_REPS runs"
+    mkdir -p "$WORK/store"
+    for _ in $(seq "$STORE_REPS"); do
+        idle=$(wait_quiet)
+        foreign_begin
+        json=$(taskset -c "$SERVER_CPU" "$BIN" bench store --scratch "$WORK/store" | tail -1)
+        foreign_end
+        jq -c --arg idle "$idle" --argjson foreign "$FOREIGN_PCT" '. + {idle_before: $idle, foreign_cpu_pct: $foreign}' \
+            <<<"$json" | tee -a "$STORE" >&2
     done
 fi
 if has_step closed; then
@@ -236,6 +250,14 @@ HEADER="| side | C | events/s | p50 µs | p99 µs | max µs | server CPU µs/eve
         echo "| scheme | verify /s | µs each | verify + parse /s | others' CPU % |"
         echo "|---|---|---|---|---|"
         jq -r '"| \(.scheme) | \(.verify_per_sec) | \(.verify_ns / 1000) | \(.verify_parse_per_sec) | \(.foreign_cpu_pct) |"' "$VERIFY"
+    fi
+    if [[ -s "$STORE" ]]; then
+        echo
+        echo "## Storage alone (one core, no HTTP; CPU µs per event, sled's I/O threads included)"
+        echo
+        echo "| bare sled: 2 inserts + flush per batch | haltwire store: put_batch + flush | batch | others' CPU % |"
+        echo "|---|---|---|---|"
+        jq -r '"| \(.sled.cpu_us_per_event) | \(.store.cpu_us_per_event) | \(.batch) | \(.foreign_cpu_pct) |"' "$STORE"
     fi
     if has_step closed; then
         echo

@@ -73,7 +73,7 @@ CRITERION_ARGS=${CRITERION_ARGS-$(q "--quick --nresamples 1000" "")}
 # bench.sh's knobs: QUICK shrinks them; otherwise bench.sh's own defaults apply.
 if [[ $QUICK == 1 ]]; then
     export CONNECTIONS=${CONNECTIONS:-32} REPS=${REPS:-1} EVENTS=${EVENTS:-3000} WARMUP=${WARMUP:-500}
-    export OPEN_EVENTS=${OPEN_EVENTS:-2000} VERIFY_SECONDS=${VERIFY_SECONDS:-0.5}
+    export OPEN_EVENTS=${OPEN_EVENTS:-2000} VERIFY_SECONDS=${VERIFY_SECONDS:-0.5} STORE_REPS=${STORE_REPS:-1}
     export STARTUP_RUNS=${STARTUP_RUNS:-3} MAX_TRIES=${MAX_TRIES:-1} QUIET_WAIT_S=${QUIET_WAIT_S:-0}
 fi
 
@@ -345,6 +345,20 @@ ingest_best() {
     [[ $BEST_C != null ]] || return 0
     FLOOR_AT_BEST=$(closed_rate floor "$BEST_C")
 }
+
+# Storage alone: bare sled's and the store's CPU per event, the floor's CPU per event at the best
+# C, and the ratio a broker that did nothing but sled's two inserts could reach under that floor.
+store_ceiling() {
+    local store=$RAW/store.jsonl
+    SLED_US=null STORE_US=null FLOOR_US=null SLED_CEILING=null
+    [[ -s "$store" ]] || return 0
+    SLED_US=$(med "$store" sled.cpu_us_per_event true)
+    STORE_US=$(med "$store" store.cpu_us_per_event true)
+    [[ $BEST_C != null ]] || return 0
+    FLOOR_US=$(med "$INGEST" server_cpu_us_per_event ".side == \"floor\" and .mode == \"closed\" and .connections == $BEST_C")
+    [[ $FLOOR_US != null && $SLED_US != null ]] || return 0
+    SLED_CEILING=$(awk -v f="$FLOOR_US" -v s="$SLED_US" 'BEGIN { printf "%.2f", f / (f + s) }')
+}
 closed_rate() { med "$INGEST" events_per_sec ".side == \"$1\" and .mode == \"closed\" and .connections == $2"; }
 best_rate() { # side → the best median events/s over all C
     local c r best=null
@@ -374,6 +388,7 @@ render() {
     local run
     run=$RAW/run.json
     ingest_best
+    store_ceiling
     {
         echo "# Performance"
         echo
@@ -434,6 +449,9 @@ render_targets() {
     if [[ $BEST_C != null && $FLOOR_AT_BEST != null ]]; then
         ratio_ed=$(ratio "$BEST_ED" "$FLOOR_AT_BEST")
         measured="$(num "$BEST_ED") / $(num "$FLOOR_AT_BEST") events/s at C = $BEST_C: **$ratio_ed ×**"
+    fi
+    if [[ $SLED_CEILING != null ]]; then
+        measured+="; bare sled's own cost caps any sled-backed broker at **$SLED_CEILING ×** (see *Storage alone*)"
     fi
     echo "| #2 | ed25519 source with durable ack ≥ 0.8 × the floor (axum + verify + parse), closed loop | $measured | $(verdict "$ratio_ed" 0.8 ge) |"
     local open_p99
@@ -529,6 +547,7 @@ render_ingest() {
         jq -r '"Verification ceiling runs: \(.scheme) idle before \(.idle_before) %, others\u0027 CPU \(.foreign_cpu_pct) %, the bench itself \(.verify_cpu_pct) % of its core."' "$verify"
         echo
     fi
+    render_store
     if [[ -s "$INGEST" ]]; then
         echo "### Closed loop (medians per point)"
         echo
@@ -573,6 +592,32 @@ render_ingest() {
     echo "taskset -c 0 haltwire bench ingest --url URL --source bench-ed25519 --signing-key whsk.key \\"
     echo "  --connections ${BEST_C/null/64} --events $(bench_knob EVENTS) --warmup $(bench_knob WARMUP)   # add --rate $(bench_knob OPEN_RATE) for the open loop"
     echo '```'
+    echo
+}
+
+render_store() {
+    local store=$RAW/store.jsonl
+    [[ -s "$store" ]] || return 0
+    echo "### Storage alone (one core, no HTTP)"
+    echo
+    echo "\`haltwire bench store\` under the server's pinning: $(num "$(jq -s '.[0].events' "$store")") events of"
+    echo "$(jq -s '.[0].event_bytes' "$store") bytes (the load generator's bodies as the \`generic\` integration stores them),"
+    echo "written in group commits of $(jq -s '.[0].batch' "$store") (the batch size the closed loop at C = 64 produces),"
+    echo "one flush each. CPU time of the whole process, sled's I/O threads included, per event; median"
+    echo "of $(jq -s length "$store") run(s)."
+    echo
+    echo "| what | CPU per event |"
+    echo "|---|---:|"
+    echo "| bare sled 0.34: one insert of the encoded event, one of its dedup key, no reads, no transaction | $SLED_US µs |"
+    echo "| haltwire's store as the group committer drives it (dedup check, transaction, count, encoding) | $STORE_US µs |"
+    if [[ $SLED_CEILING != null ]]; then
+        echo "| the floor handler, whole server, at C = $BEST_C (from the closed loop below) | $FLOOR_US µs |"
+        echo
+        echo "A broker that added nothing to the floor but those two sled inserts per event would spend"
+        echo "$FLOOR_US + $SLED_US µs of its core per event, **$SLED_CEILING ×** the floor's throughput. Two entries per"
+        echo "event are the least a deduplicating store needs (events in time order, dedup keys by sender"
+        echo "key: two orders, two trees). \`docs/performance-notes.md\` explains what this means for issue #2."
+    fi
     echo
 }
 

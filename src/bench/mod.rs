@@ -1,7 +1,7 @@
 //! Measurement tooling, run as `haltwire bench …`: a load generator for the ingest route
 //! ([`load`]), the bare "floor" handlers it is compared against ([`floor`]), the verification
-//! ceiling without HTTP ([`verify`]), a start-up timer ([`startup`]), and the delivery and hook
-//! latency benches ([`deliver`], [`hook`]). `scripts/bench.sh` runs the ingest side under fixed
+//! ceiling without HTTP ([`verify`]), the storage cost without HTTP ([`store`]), a start-up timer
+//! ([`startup`]), and the delivery and hook latency benches ([`deliver`], [`hook`]). `scripts/bench.sh` runs the ingest side under fixed
 //! CPU pinning; `scripts/perf-report.sh` runs everything and writes `docs/performance.md`.
 //!
 //! Not part of the broker's data path: `serve` never calls into this module, and nothing here
@@ -16,6 +16,7 @@ pub mod hook;
 pub mod load;
 pub mod startup;
 mod stats;
+pub mod store;
 pub mod verify;
 
 pub use stats::Latencies;

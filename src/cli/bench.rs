@@ -43,6 +43,21 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 256)]
         messages: usize,
     },
+    /// Durable storage alone, no HTTP: CPU µs per event for bare sled (two inserts and a flush
+    /// per batch) and for haltwire's store as the group committer drives it. Prints a summary,
+    /// then one JSON line.
+    Store {
+        /// Events written per pass.
+        #[arg(long, default_value_t = 30_000)]
+        events: usize,
+        /// Events per group commit (one flush each); the ingest bench at 64 connections sees
+        /// about 28.
+        #[arg(long, default_value_t = 28)]
+        batch: usize,
+        /// Existing directory in which the passes create (and remove) their sled directories.
+        #[arg(long)]
+        scratch: PathBuf,
+    },
     /// Event posted → directive on the session's SSE stream, open loop against a running broker
     /// (registers its own session; every event becomes a block under the default policy).
     Deliver {
@@ -149,6 +164,17 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 duration,
                 messages,
             })?;
+            println!("{}", report.summary());
+            println!("{}", report.to_json());
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Store { events, batch, scratch } => {
+            let settings = crate::bench::store::StoreSettings {
+                events,
+                batch,
+                cache_bytes: crate::config::StoreConfig::default().cache_bytes,
+            };
+            let report = crate::bench::store::run(&settings, &scratch)?;
             println!("{}", report.summary());
             println!("{}", report.to_json());
             Ok(ExitCode::SUCCESS)
