@@ -298,6 +298,7 @@ measure_criterion() {
 
 # "1 234 567" (thin grouping like the hand-written tables had), integers only.
 num() { awk -v n="$1" 'BEGIN { if (n == "" || n == "null") { print "—"; exit } s = sprintf("%.0f", n); out = ""; while (length(s) > 3) { out = " " substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) } print s out }'; }
+one_decimal() { awk -v n="$1" 'BEGIN { if (n == "" || n == "null") print "null"; else printf "%.1f\n", n }'; }
 # µs → "1.23 ms" / "845 µs"
 dur_us() { awk -v u="$1" 'BEGIN { if (u == "" || u == "null") print "—"; else if (u >= 1e6) printf "%.2f s\n", u / 1e6; else if (u >= 1000) printf "%.2f ms\n", u / 1000; else printf "%.0f µs\n", u }'; }
 # ns → "1.23 µs" / "111 ns" / "1.02 s"
@@ -352,10 +353,10 @@ store_ceiling() {
     local store=$RAW/store.jsonl
     SLED_US=null STORE_US=null FLOOR_US=null SLED_CEILING=null
     [[ -s "$store" ]] || return 0
-    SLED_US=$(med "$store" sled.cpu_us_per_event true)
-    STORE_US=$(med "$store" store.cpu_us_per_event true)
+    SLED_US=$(one_decimal "$(med "$store" sled.cpu_us_per_event true)")
+    STORE_US=$(one_decimal "$(med "$store" store.cpu_us_per_event true)")
     [[ $BEST_C != null ]] || return 0
-    FLOOR_US=$(med "$INGEST" server_cpu_us_per_event ".side == \"floor\" and .mode == \"closed\" and .connections == $BEST_C")
+    FLOOR_US=$(one_decimal "$(med "$INGEST" server_cpu_us_per_event ".side == \"floor\" and .mode == \"closed\" and .connections == $BEST_C")")
     [[ $FLOOR_US != null && $SLED_US != null ]] || return 0
     SLED_CEILING=$(awk -v f="$FLOOR_US" -v s="$SLED_US" 'BEGIN { printf "%.2f", f / (f + s) }')
 }
