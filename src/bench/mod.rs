@@ -1,8 +1,9 @@
 //! Measurement tooling, run as `haltwire bench …`: a load generator for the ingest route
 //! ([`load`]), the bare "floor" handlers it is compared against ([`floor`]), the verification
 //! ceiling without HTTP ([`verify`]), the storage cost without HTTP ([`store`]), a start-up timer
-//! ([`startup`]), and the delivery and hook latency benches ([`deliver`], [`hook`]). `scripts/bench.sh` runs the ingest side under fixed
-//! CPU pinning; `scripts/perf-report.sh` runs everything and writes `docs/performance.md`.
+//! ([`startup`]), and the delivery and hook latency benches ([`deliver`], [`hook`]).
+//! `scripts/bench.sh` runs the ingest side under fixed CPU pinning; `scripts/perf-report.sh` runs
+//! everything and writes `docs/performance.md`.
 //!
 //! Not part of the broker's data path: `serve` never calls into this module, and nothing here
 //! decides anything at run time. The load generator signs with the same
