@@ -51,6 +51,7 @@ MAX_TRIES=${MAX_TRIES:-5}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/haltwire-bench.XXXXXX)
+# shellcheck disable=SC2034 # read by log() in scripts/lib/bench-common.sh
 LOG_NAME=bench.sh
 # shellcheck source=scripts/lib/bench-common.sh
 source "$ROOT/scripts/lib/bench-common.sh"

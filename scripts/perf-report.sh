@@ -38,6 +38,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck disable=SC2034 # read by log() in scripts/lib/bench-common.sh
 LOG_NAME=perf-report.sh
 
 # Knobs the caller set, for the "this file was made with" line (before any defaults are applied).
