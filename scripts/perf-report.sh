@@ -348,18 +348,28 @@ ingest_best() {
     FLOOR_AT_BEST=$(closed_rate floor "$BEST_C")
 }
 
-# Storage alone: bare sled's and the store's CPU per event, the floor's CPU per event at the best
-# C, and the ratio a broker that did nothing but sled's two inserts could reach under that floor.
+# Storage alone: each bare-sled layout's and the store's CPU per event, the floor's CPU per event
+# at the best C, and the ratio a broker that did nothing but that layout's sled writes could reach
+# under that floor.
 store_ceiling() {
     local store=$RAW/store.jsonl
-    SLED_US=null STORE_US=null FLOOR_US=null SLED_CEILING=null
+    SLED_US=null BATCHED_US=null APPEND_US=null STORE_US=null FLOOR_US=null
+    SLED_CEILING=null BATCHED_CEILING=null APPEND_CEILING=null
     [[ -s "$store" ]] || return 0
     SLED_US=$(one_decimal "$(med "$store" sled.cpu_us_per_event true)")
+    BATCHED_US=$(one_decimal "$(med "$store" sled_batched.cpu_us_per_event true)")
+    APPEND_US=$(one_decimal "$(med "$store" sled_append.cpu_us_per_event true)")
     STORE_US=$(one_decimal "$(med "$store" store.cpu_us_per_event true)")
     [[ $BEST_C != null ]] || return 0
     FLOOR_US=$(one_decimal "$(med "$INGEST" server_cpu_us_per_event ".side == \"floor\" and .mode == \"closed\" and .connections == $BEST_C")")
-    [[ $FLOOR_US != null && $SLED_US != null ]] || return 0
-    SLED_CEILING=$(awk -v f="$FLOOR_US" -v s="$SLED_US" 'BEGIN { printf "%.2f", f / (f + s) }')
+    [[ $FLOOR_US != null ]] || return 0
+    SLED_CEILING=$(ceiling_under_floor "$SLED_US")
+    BATCHED_CEILING=$(ceiling_under_floor "$BATCHED_US")
+    APPEND_CEILING=$(ceiling_under_floor "$APPEND_US")
+}
+ceiling_under_floor() { # µs per event of storage → floor / (floor + it), or null
+    [[ $1 != null ]] || { echo null; return; }
+    awk -v f="$FLOOR_US" -v s="$1" 'BEGIN { printf "%.2f", f / (f + s) }'
 }
 closed_rate() { med "$INGEST" events_per_sec ".side == \"$1\" and .mode == \"closed\" and .connections == $2"; }
 best_rate() { # side → the best median events/s over all C
@@ -453,7 +463,7 @@ render_targets() {
         measured="$(num "$BEST_ED") / $(num "$FLOOR_AT_BEST") events/s at C = $BEST_C: **$ratio_ed ×**"
     fi
     if [[ $SLED_CEILING != null ]]; then
-        measured+="; bare sled's own cost caps any sled-backed broker at **$SLED_CEILING ×** (see *Storage alone*)"
+        measured+="; bare sled's cost for one entry per event per order caps a broker at **$SLED_CEILING ×** (see *Storage alone*)"
     fi
     echo "| #2 | ed25519 source with durable ack ≥ 0.8 × the floor (axum + verify + parse), closed loop | $measured | $(verdict "$ratio_ed" 0.8 ge) |"
     local open_p99
@@ -608,17 +618,19 @@ render_store() {
     echo "one flush each. CPU time of the whole process, sled's I/O threads included, per event; median"
     echo "of $(jq -s length "$store") run(s)."
     echo
-    echo "| what | CPU per event |"
-    echo "|---|---:|"
-    echo "| bare sled 0.34: one insert of the encoded event, one of its dedup key, no reads, no transaction | $SLED_US µs |"
-    echo "| haltwire's store as the group committer drives it (dedup check, transaction, count, encoding) | $STORE_US µs |"
+    echo "| what | CPU per event | a broker doing only this beside the floor |"
+    echo "|---|---:|---:|"
+    echo "| bare sled 0.34, one entry per event in each order: the encoded event under its id, its dedup key | $SLED_US µs | $SLED_CEILING × |"
+    echo "| bare sled 0.34, the batch's events in one value, one dedup-key entry per event | $BATCHED_US µs | $BATCHED_CEILING × |"
+    echo "| bare sled 0.34, the batch's events in one value, nothing per event (dedup index kept outside sled) | $APPEND_US µs | $APPEND_CEILING × |"
+    echo "| haltwire's store as the group committer drives it (dedup check, transaction, count, encoding) | $STORE_US µs | |"
     if [[ $SLED_CEILING != null ]]; then
-        echo "| the floor handler, whole server, at C = $BEST_C (from the closed loop below) | $FLOOR_US µs |"
+        echo "| the floor handler, whole server, at C = $BEST_C (from the closed loop below) | $FLOOR_US µs | 1 × |"
         echo
-        echo "A broker that added nothing to the floor but those two sled inserts per event would spend"
-        echo "$FLOOR_US + $SLED_US µs of its core per event, **$SLED_CEILING ×** the floor's throughput. Two entries per"
-        echo "event are the least a deduplicating store needs (events in time order, dedup keys by sender"
-        echo "key: two orders, two trees). \`docs/performance-notes.md\` explains what this means for issue #2."
+        echo "The last column is floor / (floor + that storage cost): the throughput, as a share of the"
+        echo "floor's, of a broker that added nothing to the floor but those sled writes. Bare passes write"
+        echo "values encoded before the clock starts, with no reads, no transaction and no count."
+        echo "\`docs/performance-notes.md\` explains what this means for issue #2."
     fi
     echo
 }

@@ -1,20 +1,24 @@
 //! `haltwire bench store`: what durable storage alone costs per ingested event on this machine —
 //! no HTTP, no verification, no pipeline.
 //!
-//! Two passes over the same events, each on a fresh sled directory, written in group commits of
-//! the size the ingest bench produces (one flush per batch, as the committer does):
-//! - `sled`: the least a durable, deduplicating ingest can ask of sled 0.34 — per event one
-//!   insert of the event's bytes (encoded before the clock starts) under its time-ordered
-//!   16-byte id and one insert of its dedup key, then one `flush` per batch. No reads, no
-//!   transaction, no count, no encoding. Two entries are the minimum: events are listed in time
-//!   order and deduplicated by the sender's key, two orders sled can only keep as two trees.
+//! Four passes over the same events, each on a fresh sled directory, written in group commits of
+//! the size the ingest bench produces (one flush per batch, as the committer does). The first
+//! three ask bare sled 0.34 for the least each possible layout of a durable, deduplicating ingest
+//! needs — values encoded before the clock starts, no reads, no transaction, no count:
+//! - `sled`: per event one insert of the event's bytes under its time-ordered 16-byte id and one
+//!   insert of its dedup key: one entry per event in each of the two orders the store keeps
+//!   (events by time, dedup keys by sender key).
+//! - `sled_batched`: one value holding the whole batch's events, and per event only the dedup
+//!   insert — fewer entries for events, at the price of reading a batch to read one event.
+//! - `sled_append`: one value per batch and nothing per event. The cheapest durable write sled
+//!   offers; a store built on it must keep its dedup index outside sled.
 //! - `store`: [`Store::put_batch`] then [`Store::flush`] per batch on a [`SledStore`]: exactly
 //!   what the group committer runs for ingest (dedup check, transaction, event count).
 //!
 //! Each pass reports the CPU time of the whole process per event — sled's I/O threads included,
 //! because on the one core `serve` gets in the ingest bench that is what every event pays — and
-//! the wall time beside it. `scripts/perf-report.sh` sets the `sled` figure against the floor
-//! handler's time per event: the ratio no sled-backed broker can beat under that floor.
+//! the wall time beside it. `scripts/perf-report.sh` sets the bare figures against the floor
+//! handler's time per event: the ratio no broker storing that way in sled can beat under that floor.
 //!
 //! Not here: pinning (run it under `taskset`, like the other benches), and judging the figures.
 
@@ -57,8 +61,12 @@ pub struct StoreReport {
     pub batch: usize,
     /// Bytes sled stores per event (the serialized event).
     pub event_bytes: usize,
-    /// The least sled can do: two inserts per event and a flush per batch.
+    /// Bare sled, one entry per event in each order: two inserts per event, a flush per batch.
     pub sled: StorePass,
+    /// Bare sled, events packed one value per batch, one dedup insert per event, a flush per batch.
+    pub sled_batched: StorePass,
+    /// Bare sled, one value per batch and nothing per event, a flush per batch.
+    pub sled_append: StorePass,
     /// haltwire's store as the group committer drives it.
     pub store: StorePass,
 }
@@ -67,12 +75,16 @@ impl StoreReport {
     pub fn summary(&self) -> String {
         let cpu = |p: &StorePass| p.cpu_us_per_event.map_or("n/a".to_string(), |c| format!("{c:.1} µs"));
         format!(
-            "store: {} events of {} bytes in batches of {}\n  bare sled (2 inserts + flush/batch): {} CPU, {:.1} µs wall per event\n  haltwire store (put_batch + flush):   {} CPU, {:.1} µs wall per event",
+            "store: {} events of {} bytes in batches of {}\n  bare sled, 2 entries per event:      {} CPU, {:.1} µs wall per event\n  bare sled, batch value + dedup key:  {} CPU, {:.1} µs wall per event\n  bare sled, batch value only:         {} CPU, {:.1} µs wall per event\n  haltwire store (put_batch + flush):  {} CPU, {:.1} µs wall per event",
             self.events,
             self.event_bytes,
             self.batch,
             cpu(&self.sled),
             self.sled.wall_us_per_event,
+            cpu(&self.sled_batched),
+            self.sled_batched.wall_us_per_event,
+            cpu(&self.sled_append),
+            self.sled_append.wall_us_per_event,
             cpu(&self.store),
             self.store.wall_us_per_event,
         )
@@ -83,16 +95,27 @@ impl StoreReport {
     }
 }
 
-/// Runs both passes in `scratch` (each in a directory of its own, removed afterwards).
+/// Runs the four passes in `scratch` (each in a directory of its own, removed afterwards).
 pub fn run(settings: &StoreSettings, scratch: &Path) -> Result<StoreReport, BenchError> {
     if settings.events == 0 || settings.batch == 0 {
         return Err(BenchError::Settings("--events and --batch must be positive".into()));
     }
     let requests = requests(settings.events)?;
     let event_bytes = serde_json::to_vec(&requests[0].event).map(|v| v.len()).unwrap_or(0);
-    let sled = bare_sled_pass(&requests, settings, &scratch.join("sled"))?;
+    let bare = |layout| bare_sled_pass(&requests, settings, layout, &scratch.join("sled"));
+    let sled = bare(Layout::EntryPerEvent)?;
+    let sled_batched = bare(Layout::BatchValueAndDedupKeys)?;
+    let sled_append = bare(Layout::BatchValueOnly)?;
     let store = store_pass(&requests, settings, &scratch.join("store"))?;
-    Ok(StoreReport { events: settings.events, batch: settings.batch, event_bytes, sled, store })
+    Ok(StoreReport {
+        events: settings.events,
+        batch: settings.batch,
+        event_bytes,
+        sled,
+        sled_batched,
+        sled_append,
+        store,
+    })
 }
 
 /// The events the ingest bench would store: its bodies, decoded by the `generic` integration.
@@ -123,16 +146,28 @@ fn requests(count: usize) -> Result<Vec<PutRequest>, BenchError> {
         .collect()
 }
 
+/// How a bare-sled pass lays the events out.
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    /// The event under its id and its dedup key, one entry each.
+    EntryPerEvent,
+    /// The batch's events in one value under the batch's first id; each dedup key an entry.
+    BatchValueAndDedupKeys,
+    /// The batch's events in one value; nothing per event.
+    BatchValueOnly,
+}
+
 fn bare_sled_pass(
     requests: &[PutRequest],
     settings: &StoreSettings,
+    layout: Layout,
     dir: &Path,
 ) -> Result<StorePass, BenchError> {
     let io = |context: &str| {
         let context = context.to_string();
         move |e: sled::Error| BenchError::Io { context: context.clone(), source: e.into() }
     };
-    // The configuration `SledStore::open` uses, so the two passes differ only in what they write.
+    // The configuration `SledStore::open` uses, so the passes differ only in what they write.
     let db = sled::Config::new()
         .path(dir)
         .cache_capacity(settings.cache_bytes)
@@ -144,21 +179,41 @@ fn bare_sled_pass(
     let dedup_value = [0u8; 25];
     let encoded = requests
         .iter()
-        .map(|r| serde_json::to_vec(&r.event).map(sled::IVec::from))
+        .map(|r| serde_json::to_vec(&r.event))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| BenchError::Check(e.to_string()))?;
+    let batches: Vec<(&[PutRequest], sled::IVec)> = requests
+        .chunks(settings.batch)
+        .zip(encoded.chunks(settings.batch))
+        .map(|(batch, values)| (batch, sled::IVec::from(values.concat())))
+        .collect();
+    let singles: Vec<sled::IVec> = encoded.into_iter().map(sled::IVec::from).collect();
     let pass = timed(requests.len(), || {
-        for (batch, values) in requests.chunks(settings.batch).zip(encoded.chunks(settings.batch)) {
-            for (request, value) in batch.iter().zip(values) {
-                events.insert(request.event.id.as_bytes(), value.clone()).map_err(io("insert"))?;
-                dedup.insert(request.dedup.key.as_slice(), &dedup_value[..]).map_err(io("insert"))?;
+        let mut single = singles.iter();
+        for (batch, packed) in &batches {
+            if layout == Layout::EntryPerEvent {
+                for (request, value) in batch.iter().zip(single.by_ref()) {
+                    events.insert(request.event.id.as_bytes(), value.clone()).map_err(io("insert"))?;
+                }
+            } else {
+                events.insert(batch[0].event.id.as_bytes(), packed.clone()).map_err(io("insert"))?;
+            }
+            if layout != Layout::BatchValueOnly {
+                for request in batch.iter() {
+                    dedup.insert(request.dedup.key.as_slice(), &dedup_value[..]).map_err(io("insert"))?;
+                }
             }
             db.flush().map_err(io("flush"))?;
         }
         Ok(())
     })?;
-    if events.len() != requests.len() {
-        return Err(BenchError::Check(format!("sled holds {} of {} events", events.len(), requests.len())));
+    let expected = if layout == Layout::EntryPerEvent { requests.len() } else { batches.len() };
+    if events.len() != expected {
+        return Err(BenchError::Check(format!("sled holds {} of {expected} event entries", events.len())));
+    }
+    let expected_keys = if layout == Layout::BatchValueOnly { 0 } else { requests.len() };
+    if dedup.len() != expected_keys {
+        return Err(BenchError::Check(format!("sled holds {} of {expected_keys} dedup keys", dedup.len())));
     }
     drop((events, dedup, db));
     remove(dir)?;
@@ -211,14 +266,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn both_passes_store_every_event_and_report_a_cost() {
+    fn every_pass_stores_every_event_and_reports_a_cost() {
         let scratch = tempfile::tempdir().unwrap();
         let settings = StoreSettings { events: 64, batch: 8, cache_bytes: 8 << 20 };
         let report = run(&settings, scratch.path()).unwrap();
         assert!(report.event_bytes > 100, "{report:?}");
-        assert!(report.sled.wall_us_per_event > 0.0 && report.store.wall_us_per_event > 0.0);
+        for pass in [report.sled, report.sled_batched, report.sled_append, report.store] {
+            assert!(pass.wall_us_per_event > 0.0, "{report:?}");
+        }
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         assert_eq!(json["batch"], 8);
+        assert!(json["sled_batched"]["wall_us_per_event"].is_number(), "{json}");
         assert!(std::fs::read_dir(scratch.path()).unwrap().next().is_none(), "scratch left clean");
     }
 
