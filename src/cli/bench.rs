@@ -43,9 +43,10 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 256)]
         messages: usize,
     },
-    /// Durable storage alone, no HTTP: CPU µs per event for bare sled (two inserts and a flush
-    /// per batch) and for haltwire's store as the group committer drives it. Prints a summary,
-    /// then one JSON line.
+    /// Durable storage alone, no HTTP: CPU µs per event for bare sled in three layouts (an entry
+    /// per event and per dedup key; a value per batch with dedup keys; a value per batch alone),
+    /// each with a flush per batch, and for haltwire's store as the group committer drives it.
+    /// Prints a summary, then one JSON line.
     Store {
         /// Events written per pass.
         #[arg(long, default_value_t = 30_000)]
